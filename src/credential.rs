@@ -1,0 +1,237 @@
+//! Finding exactly one access token in a request (RFC 6750 §2).
+//!
+//! By default only the `Authorization: Bearer <token68>` header is read
+//! (§2.1): the scheme is matched case-insensitively, the value must be one
+//! token68 (no commas, no second credential, no trailing data) and no longer
+//! than the configured maximum. Two `Authorization` headers, or a token sent
+//! by two methods at once, are a malformed request (400 `invalid_request`).
+//!
+//! The URI query parameter `access_token` (§2.3) and a named cookie are read
+//! only when enabled with [`TokenSources`]; RFC 6750 discourages the query
+//! form because URLs end up in logs.
+
+use std::borrow::Cow;
+
+use http::{HeaderMap, Uri, header};
+
+use crate::error::{AuthError, InvalidRequest, InvalidToken};
+
+/// Where the guard looks for the access token. The `Authorization` header is
+/// always read; the others only when enabled.
+///
+/// ```
+/// use tokenguard::TokenSources;
+/// let sources = TokenSources::default().with_query().with_cookie("access_token");
+/// # let _ = sources;
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct TokenSources {
+    /// Read the `access_token` URI query parameter (RFC 6750 §2.3).
+    pub query: bool,
+    /// Read the cookie of this name.
+    pub cookie: Option<String>,
+}
+
+impl TokenSources {
+    /// Also accept `?access_token=…` (RFC 6750 §2.3).
+    pub fn with_query(mut self) -> Self {
+        self.query = true;
+        self
+    }
+
+    /// Also accept the token from the cookie `name`.
+    pub fn with_cookie(mut self, name: impl Into<String>) -> Self {
+        self.cookie = Some(name.into());
+        self
+    }
+}
+
+/// Whether `b` may appear in a token68 before its trailing `=` padding.
+#[inline]
+fn is_token68_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+}
+
+/// Whether `s` is a token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+pub fn is_token68(s: &[u8]) -> bool {
+    let body = s.iter().position(|&b| b == b'=').unwrap_or(s.len());
+    body > 0
+        && s[..body].iter().all(|&b| is_token68_char(b))
+        && s[body..].iter().all(|&b| b == b'=')
+}
+
+/// Parses one `Authorization` header value. `Ok(None)` when the scheme is not
+/// `Bearer` (a request without bearer credentials).
+pub fn parse_authorization(value: &[u8], max_len: usize) -> Result<Option<&str>, AuthError> {
+    const SCHEME: &[u8] = b"bearer";
+    let malformed = || AuthError::invalid_request(InvalidRequest::MalformedCredentials);
+    let scheme_len = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
+    if !value[..scheme_len].eq_ignore_ascii_case(SCHEME) {
+        return Ok(None);
+    }
+    let rest = &value[scheme_len..];
+    let token = rest.trim_ascii_start();
+    if token.len() == rest.len() || token.is_empty() {
+        // `Bearer` alone, or `Bearer\t…`.
+        return Err(malformed());
+    }
+    if token.len() > max_len {
+        return Err(AuthError::invalid_token(InvalidToken::TooLarge));
+    }
+    if !is_token68(token) {
+        return Err(malformed());
+    }
+    // token68 is ASCII.
+    Ok(Some(std::str::from_utf8(token).map_err(|_| malformed())?))
+}
+
+/// Finds the single access token of a request. `Ok(None)`: there is none.
+pub(crate) fn extract<'a>(
+    headers: &'a HeaderMap,
+    uri: &'a Uri,
+    sources: &TokenSources,
+    max_len: usize,
+) -> Result<Option<Cow<'a, str>>, AuthError> {
+    let mut found: Option<Cow<'a, str>> = None;
+    let mut put = |token: Cow<'a, str>| {
+        if found.is_some() {
+            return Err(AuthError::invalid_request(
+                InvalidRequest::SeveralCredentials,
+            ));
+        }
+        found = Some(token);
+        Ok(())
+    };
+
+    let mut auth = headers.get_all(header::AUTHORIZATION).iter();
+    if let Some(value) = auth.next() {
+        if auth.next().is_some() {
+            return Err(AuthError::invalid_request(
+                InvalidRequest::SeveralAuthorizationHeaders,
+            ));
+        }
+        if let Some(token) = parse_authorization(value.as_bytes(), max_len)? {
+            put(Cow::Borrowed(token))?;
+        }
+    }
+
+    if sources.query {
+        if let Some(query) = uri.query() {
+            for pair in query.split('&') {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                if name == "access_token" {
+                    put(Cow::Owned(decode_param(value, max_len)?))?;
+                }
+            }
+        }
+    }
+
+    if let Some(cookie_name) = &sources.cookie {
+        for value in headers.get_all(header::COOKIE) {
+            let Ok(value) = value.to_str() else { continue };
+            for pair in value.split(';') {
+                let pair = pair.trim_matches(' ');
+                if let Some((name, v)) = pair.split_once('=') {
+                    if name == cookie_name {
+                        put(Cow::Owned(decode_param(v, max_len)?))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Percent-decodes a query or cookie value and checks it is a token68.
+fn decode_param(value: &str, max_len: usize) -> Result<String, AuthError> {
+    let malformed = || AuthError::invalid_request(InvalidRequest::MalformedCredentials);
+    if value.len() > max_len.saturating_mul(3) {
+        return Err(AuthError::invalid_token(InvalidToken::TooLarge));
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or_else(malformed)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| malformed())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| malformed())?);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    if out.len() > max_len {
+        return Err(AuthError::invalid_token(InvalidToken::TooLarge));
+    }
+    if !is_token68(&out) {
+        return Err(malformed());
+    }
+    String::from_utf8(out).map_err(|_| malformed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::AuthErrorKind;
+
+    fn parse(v: &str) -> Result<Option<&str>, AuthErrorKind> {
+        parse_authorization(v.as_bytes(), 64).map_err(|e| e.kind().clone())
+    }
+
+    #[test]
+    fn bearer_header_forms() {
+        assert_eq!(parse("Bearer abc.def-_~+/=="), Ok(Some("abc.def-_~+/==")));
+        assert_eq!(parse("bEaReR   abc"), Ok(Some("abc")));
+        assert_eq!(parse("Basic dXNlcjpwYXNz"), Ok(None));
+        assert_eq!(parse("Bearerabc"), Ok(None));
+        let malformed = Err(AuthErrorKind::InvalidRequest(
+            InvalidRequest::MalformedCredentials,
+        ));
+        assert_eq!(parse("Bearer"), malformed);
+        assert_eq!(parse("Bearer "), malformed);
+        assert_eq!(parse("Bearer a, Bearer b"), malformed);
+        assert_eq!(parse("Bearer a b"), malformed);
+        assert_eq!(parse("Bearer a=b"), malformed);
+        assert_eq!(parse("Bearer \"abc\""), malformed);
+        assert_eq!(
+            parse(&format!("Bearer {}", "a".repeat(65))),
+            Err(AuthErrorKind::InvalidToken(InvalidToken::TooLarge))
+        );
+    }
+
+    #[test]
+    fn sources() {
+        let uri: Uri = "/x?a=1&access_token=abc%2Edef".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        let none = TokenSources::default();
+        assert_eq!(extract(&headers, &uri, &none, 64).unwrap(), None);
+        let q = TokenSources::default().with_query();
+        assert_eq!(
+            extract(&headers, &uri, &q, 64).unwrap().as_deref(),
+            Some("abc.def")
+        );
+        headers.insert(header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
+        assert_eq!(
+            extract(&headers, &uri, &q, 64).unwrap_err().kind(),
+            &AuthErrorKind::InvalidRequest(InvalidRequest::SeveralCredentials)
+        );
+        headers.append(header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
+        assert_eq!(
+            extract(&headers, &uri, &none, 64).unwrap_err().kind(),
+            &AuthErrorKind::InvalidRequest(InvalidRequest::SeveralAuthorizationHeaders)
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, "a=b; at=tok.en".parse().unwrap());
+        let c = TokenSources::default().with_cookie("at");
+        assert_eq!(
+            extract(&headers, &uri, &c, 64).unwrap().as_deref(),
+            Some("tok.en")
+        );
+    }
+}

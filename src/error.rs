@@ -1,0 +1,470 @@
+//! Failures and their RFC 6750 challenges.
+//!
+//! Every way a request can fail authentication or authorization ends as one
+//! [`AuthError`]. Its [`status`](AuthError::status) and
+//! [`WWW-Authenticate`](AuthError::challenge) value follow RFC 6750 §3:
+//!
+//! | failure                                   | status | challenge                                                  |
+//! |-------------------------------------------|--------|------------------------------------------------------------|
+//! | no access token in the request            | 401    | `Bearer realm="…"` (no error code)                          |
+//! | malformed request, several credentials    | 400    | `Bearer realm="…", error="invalid_request", …`              |
+//! | token invalid, expired, wrong audience, … | 401    | `Bearer realm="…", error="invalid_token", …`                |
+//! | token lacks a required scope              | 403    | `Bearer realm="…", error="insufficient_scope", scope="…"`   |
+//! | issuer keys cannot be had                 | 503    | none; `Retry-After` instead                                 |
+//!
+//! Descriptions are fixed, generic sentences: they never echo token content,
+//! so they can neither leak claims nor break the header.
+//!
+//! ```
+//! use tokenguard::{AuthError, InvalidToken};
+//!
+//! let err = AuthError::invalid_token(InvalidToken::Expired);
+//! assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
+//! assert_eq!(
+//!     err.challenge("api").unwrap(),
+//!     r#"Bearer realm="api", error="invalid_token", error_description="The access token expired""#
+//! );
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// Why a request was refused. Rendered as an RFC 6750 challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthError {
+    kind: AuthErrorKind,
+}
+
+/// The kind of an [`AuthError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthErrorKind {
+    /// The request carried no access token (401, no error code).
+    MissingToken,
+    /// The request is malformed: several credentials, a malformed
+    /// `Authorization` header, … (400 `invalid_request`).
+    InvalidRequest(InvalidRequest),
+    /// The access token was refused (401 `invalid_token`).
+    InvalidToken(InvalidToken),
+    /// The token is valid but lacks the scope(s) named here, space-separated
+    /// (403 `insufficient_scope`).
+    InsufficientScope {
+        /// The scope(s) the resource needs, space-separated.
+        required: String,
+    },
+    /// The issuer's keys cannot be had right now and none are cached (503).
+    KeysUnavailable {
+        /// When the client may retry.
+        retry_after: Duration,
+    },
+    /// The server is misconfigured, e.g. an extractor is used on a route that
+    /// the guard's layer does not cover (500).
+    Misconfigured(&'static str),
+}
+
+/// Why a request was malformed (400 `invalid_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidRequest {
+    /// More than one `Authorization` header.
+    SeveralAuthorizationHeaders,
+    /// The token was presented by more than one method (header, query, cookie).
+    SeveralCredentials,
+    /// The `Authorization: Bearer` header is not `Bearer <token68>`.
+    MalformedCredentials,
+}
+
+/// Why an access token was refused (401 `invalid_token`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidToken {
+    /// Not a compact JWS (three base64url parts), or the parts are not valid
+    /// base64url / JSON.
+    Malformed,
+    /// Larger than the configured maximum size.
+    TooLarge,
+    /// The `alg` is not in the allowlist (includes `none`), or does not fit
+    /// the key.
+    UnsupportedAlgorithm,
+    /// The `typ` header is not `at+jwt` (RFC 9068), or names another kind of token.
+    WrongType,
+    /// The header has a `crit` parameter this verifier does not understand.
+    UnsupportedCritical,
+    /// No key of the issuer matches the token's `kid` and algorithm.
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// A claim the policy requires is missing.
+    MissingClaim(&'static str),
+    /// A claim has the wrong type or an impossible value.
+    InvalidClaim(&'static str),
+    /// `iss` is not the expected issuer.
+    WrongIssuer,
+    /// `aud` does not contain the expected audience.
+    WrongAudience,
+    /// `exp` is in the past.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+    /// `iat` is in the future.
+    IssuedInTheFuture,
+    /// `exp` − `iat` is longer than the configured maximum lifetime.
+    LifetimeTooLong,
+}
+
+impl InvalidToken {
+    /// A short, fixed description, safe to send to the client.
+    pub fn description(&self) -> &'static str {
+        match self {
+            Self::Malformed => "The access token is malformed",
+            Self::TooLarge => "The access token is too large",
+            Self::UnsupportedAlgorithm => "The access token algorithm is not accepted",
+            Self::WrongType => "The token is not an access token",
+            Self::UnsupportedCritical => "The access token has an unsupported critical header",
+            Self::UnknownKey => "The access token signing key is unknown",
+            Self::BadSignature => "The access token signature is invalid",
+            Self::MissingClaim(_) => "The access token lacks a required claim",
+            Self::InvalidClaim(_) => "The access token has an invalid claim",
+            Self::WrongIssuer => "The access token issuer is not trusted",
+            Self::WrongAudience => "The access token is not meant for this resource",
+            Self::Expired => "The access token expired",
+            Self::NotYetValid => "The access token is not valid yet",
+            Self::IssuedInTheFuture => "The access token was issued in the future",
+            Self::LifetimeTooLong => "The access token lifetime is too long",
+        }
+    }
+}
+
+impl InvalidRequest {
+    /// A short, fixed description, safe to send to the client.
+    pub fn description(&self) -> &'static str {
+        match self {
+            Self::SeveralAuthorizationHeaders => "More than one Authorization header",
+            Self::SeveralCredentials => "More than one access token in the request",
+            Self::MalformedCredentials => "Malformed Bearer credentials",
+        }
+    }
+}
+
+impl AuthError {
+    /// Creates an error of the given kind.
+    pub fn new(kind: AuthErrorKind) -> Self {
+        Self { kind }
+    }
+
+    /// No access token in the request.
+    pub fn missing_token() -> Self {
+        Self::new(AuthErrorKind::MissingToken)
+    }
+
+    /// A malformed request.
+    pub fn invalid_request(reason: InvalidRequest) -> Self {
+        Self::new(AuthErrorKind::InvalidRequest(reason))
+    }
+
+    /// A refused token.
+    pub fn invalid_token(reason: InvalidToken) -> Self {
+        Self::new(AuthErrorKind::InvalidToken(reason))
+    }
+
+    /// A token without the required scope(s) (space-separated).
+    pub fn insufficient_scope(required: impl Into<String>) -> Self {
+        Self::new(AuthErrorKind::InsufficientScope {
+            required: required.into(),
+        })
+    }
+
+    /// The issuer's keys cannot be had.
+    pub fn keys_unavailable(retry_after: Duration) -> Self {
+        Self::new(AuthErrorKind::KeysUnavailable { retry_after })
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &AuthErrorKind {
+        &self.kind
+    }
+
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            AuthErrorKind::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            AuthErrorKind::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            AuthErrorKind::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            AuthErrorKind::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The RFC 6750 `error` code, if the challenge carries one.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self.kind {
+            AuthErrorKind::InvalidRequest(_) => Some("invalid_request"),
+            AuthErrorKind::InvalidToken(_) => Some("invalid_token"),
+            AuthErrorKind::InsufficientScope { .. } => Some("insufficient_scope"),
+            _ => None,
+        }
+    }
+
+    /// A short description safe to show the client (never token content).
+    pub fn description(&self) -> &'static str {
+        match &self.kind {
+            AuthErrorKind::MissingToken => "An access token is required",
+            AuthErrorKind::InvalidRequest(r) => r.description(),
+            AuthErrorKind::InvalidToken(r) => r.description(),
+            AuthErrorKind::InsufficientScope { .. } => {
+                "The access token does not grant the required scope"
+            }
+            AuthErrorKind::KeysUnavailable { .. } => {
+                "The token issuer's keys are unavailable; try again later"
+            }
+            AuthErrorKind::Misconfigured(_) => "Internal server error",
+        }
+    }
+
+    /// The `WWW-Authenticate` value for this error, with the given realm, or
+    /// `None` where no challenge belongs (503, 500).
+    ///
+    /// The realm must be a valid quoted-string content (the builder checks it);
+    /// scope names are RFC 6749 scope-tokens, which never hold `"` or `\`.
+    pub fn challenge(&self, realm: &str) -> Option<String> {
+        let mut out = String::with_capacity(96);
+        out.push_str("Bearer realm=\"");
+        out.push_str(realm);
+        out.push('"');
+        match &self.kind {
+            AuthErrorKind::MissingToken => {}
+            AuthErrorKind::InvalidRequest(_)
+            | AuthErrorKind::InvalidToken(_)
+            | AuthErrorKind::InsufficientScope { .. } => {
+                out.push_str(", error=\"");
+                out.push_str(self.error_code().unwrap_or_default());
+                out.push_str("\", error_description=\"");
+                out.push_str(self.description());
+                out.push('"');
+                if let AuthErrorKind::InsufficientScope { required } = &self.kind {
+                    out.push_str(", scope=\"");
+                    // Defence in depth: only scope-token characters may be echoed.
+                    out.extend(
+                        required
+                            .chars()
+                            .filter(|c| crate::scope::is_scope_char_or_space(*c)),
+                    );
+                    out.push('"');
+                }
+            }
+            AuthErrorKind::KeysUnavailable { .. } | AuthErrorKind::Misconfigured(_) => {
+                return None;
+            }
+        }
+        Some(out)
+    }
+
+    /// Renders the error as an HTTP response with an empty body (or the body
+    /// given by `render`), the right status, `WWW-Authenticate` and, for 503,
+    /// `Retry-After`.
+    pub(crate) fn to_response<B: ChallengeBody>(&self, ctx: &ErrorContext) -> Response<B> {
+        let custom = ctx.render.as_ref().and_then(|render| render(self));
+        let mut builder = Response::builder().status(self.status());
+        let headers = builder.headers_mut().expect("fresh builder");
+        if let Some(value) = self
+            .challenge(&ctx.realm)
+            .and_then(|c| HeaderValue::try_from(c).ok())
+        {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let AuthErrorKind::KeysUnavailable { retry_after } = &self.kind {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let body = match custom {
+            Some(ErrorBody { content_type, body }) => {
+                headers.insert(header::CONTENT_TYPE, content_type);
+                B::from_bytes(body)
+            }
+            None => B::from_bytes(Bytes::new()),
+        };
+        builder.body(body).expect("status and headers are valid")
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            AuthErrorKind::InvalidToken(InvalidToken::MissingClaim(c)) => {
+                write!(f, "access token lacks the `{c}` claim")
+            }
+            AuthErrorKind::InvalidToken(InvalidToken::InvalidClaim(c)) => {
+                write!(f, "access token has an invalid `{c}` claim")
+            }
+            AuthErrorKind::InsufficientScope { required } => {
+                write!(f, "access token lacks the required scope `{required}`")
+            }
+            AuthErrorKind::Misconfigured(why) => write!(f, "misconfigured: {why}"),
+            _ => f.write_str(self.description()),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// A custom error body produced by an error renderer.
+///
+/// ```
+/// use tokenguard::ErrorBody;
+/// let body = ErrorBody::json(r#"{"error":"invalid_token"}"#);
+/// assert_eq!(body.content_type, "application/json");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ErrorBody {
+    /// The `Content-Type` of the body.
+    pub content_type: HeaderValue,
+    /// The body bytes.
+    pub body: Bytes,
+}
+
+impl ErrorBody {
+    /// A body with the given content type.
+    pub fn new(content_type: HeaderValue, body: impl Into<Bytes>) -> Self {
+        Self {
+            content_type,
+            body: body.into(),
+        }
+    }
+
+    /// An `application/json` body.
+    pub fn json(body: impl Into<Bytes>) -> Self {
+        Self::new(HeaderValue::from_static("application/json"), body)
+    }
+
+    /// The body of [`TokenGuardBuilder::json_errors`](crate::TokenGuardBuilder::json_errors):
+    /// `{"error": "…", "error_description": "…"}` (plus `"scope"` for 403).
+    pub fn standard_json(err: &AuthError) -> Self {
+        let mut obj = serde_json::Map::new();
+        obj.insert(
+            "error".into(),
+            err.error_code().unwrap_or("unauthorized").into(),
+        );
+        obj.insert("error_description".into(), err.description().into());
+        if let AuthErrorKind::InsufficientScope { required } = err.kind() {
+            obj.insert("scope".into(), required.as_str().into());
+        }
+        Self::json(serde_json::Value::Object(obj).to_string())
+    }
+}
+
+/// A function that renders a custom body for an error. Returning `None` keeps
+/// the empty body. Status and headers are always set by tokenguard.
+pub type RenderError = Arc<dyn Fn(&AuthError) -> Option<ErrorBody> + Send + Sync>;
+
+/// What rendering a challenge needs: the realm and the optional body renderer.
+#[derive(Clone)]
+pub(crate) struct ErrorContext {
+    pub(crate) realm: Arc<str>,
+    pub(crate) render: Option<RenderError>,
+}
+
+impl fmt::Debug for ErrorContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorContext")
+            .field("realm", &self.realm)
+            .field("render", &self.render.as_ref().map(|_| "<fn>"))
+            .finish()
+    }
+}
+
+impl Default for ErrorContext {
+    fn default() -> Self {
+        Self {
+            realm: Arc::from("api"),
+            render: None,
+        }
+    }
+}
+
+/// Response bodies that tokenguard can build its error responses with.
+///
+/// Implemented for the common body types; a service whose response body is
+/// another type needs a body that implements this trait.
+pub trait ChallengeBody: Sized {
+    /// Builds a body holding `bytes` (empty for the default challenge). Body
+    /// types that cannot carry bytes may ignore them.
+    fn from_bytes(bytes: Bytes) -> Self;
+}
+
+#[cfg(feature = "axum")]
+impl ChallengeBody for axum::body::Body {
+    fn from_bytes(bytes: Bytes) -> Self {
+        axum::body::Body::from(bytes)
+    }
+}
+
+impl ChallengeBody for http_body_util::Full<Bytes> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        http_body_util::Full::new(bytes)
+    }
+}
+
+impl ChallengeBody for http_body_util::Empty<Bytes> {
+    fn from_bytes(_: Bytes) -> Self {
+        http_body_util::Empty::new()
+    }
+}
+
+impl<E: 'static> ChallengeBody for http_body_util::combinators::UnsyncBoxBody<Bytes, E> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        use http_body_util::BodyExt;
+        http_body_util::Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    }
+}
+
+impl<E: 'static> ChallengeBody for http_body_util::combinators::BoxBody<Bytes, E> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        use http_body_util::BodyExt;
+        http_body_util::Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed()
+    }
+}
+
+impl ChallengeBody for String {
+    fn from_bytes(bytes: Bytes) -> Self {
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl ChallengeBody for Bytes {
+    fn from_bytes(bytes: Bytes) -> Self {
+        bytes
+    }
+}
+
+impl ChallengeBody for Vec<u8> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        bytes.to_vec()
+    }
+}
+
+impl ChallengeBody for () {
+    fn from_bytes(_: Bytes) -> Self {}
+}
+
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for AuthError {
+    /// Renders with realm `api` and an empty body. Inside the guard's layer,
+    /// extractors render with the guard's realm and body renderer instead.
+    fn into_response(self) -> axum::response::Response {
+        self.to_response(&ErrorContext::default())
+    }
+}

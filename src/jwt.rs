@@ -1,0 +1,355 @@
+//! JWT access token verification (RFC 9068 profile, RFC 8725 practices).
+//!
+//! Order of checks, cheapest first, so that junk is refused before any
+//! cryptography: size → shape (three base64url parts) → header (`alg` in the
+//! allowlist, `typ`, `crit`) → key (by `kid`, pinned to its algorithm) →
+//! signature (through `jsonwebtoken`'s crypto provider) → claims (`iss`,
+//! `aud`, `exp`, `nbf`, `iat`, lifetime) → scopes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::crypto::CryptoProvider;
+use serde::Deserialize;
+
+use crate::claims::{AccessToken, AccessTokenClaims, NumericDate};
+use crate::error::{AuthError, InvalidToken};
+use crate::keys::remote::{RefreshError, RemoteKeys};
+use crate::keys::{KeySet, NoKey, VerifyingKey, header_alg};
+use crate::scope::ScopeSource;
+
+/// Result of a verification.
+pub(crate) type Verified = Result<Arc<AccessToken>, AuthError>;
+
+/// A verification that may have to wait for keys.
+pub(crate) enum Verification {
+    /// Decided without waiting.
+    Done(Verified),
+    /// Waiting for a key fetch.
+    Pending(Pin<Box<dyn Future<Output = Verified> + Send + 'static>>),
+}
+
+/// Turns a token into a verified [`AccessToken`]. JWT verification today;
+/// introspection and multi-issuer routing plug in behind the same trait.
+pub(crate) trait Verifier: Send + Sync + 'static {
+    /// Verifies `token`.
+    fn verify(&self, token: &str) -> Verification;
+}
+
+/// The crypto backend tokenguard uses, chosen explicitly so that verification
+/// never depends on (or panics for lack of) a process-wide default.
+pub(crate) fn crypto_provider() -> &'static CryptoProvider {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
+    }
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    {
+        &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
+    }
+}
+
+/// Installs tokenguard's crypto backend as jsonwebtoken's process-wide
+/// default, unless the application installed one already. With both backends
+/// compiled in, jsonwebtoken would otherwise panic on first use elsewhere in
+/// the process.
+pub(crate) fn install_default_provider() {
+    let _ = crypto_provider().install_default();
+}
+
+/// The verification rules.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) issuer: Option<String>,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) leeway: i64,
+    pub(crate) require_typ: bool,
+    pub(crate) max_lifetime: Option<i64>,
+    pub(crate) max_token_len: usize,
+    pub(crate) scope_source: ScopeSource,
+}
+
+/// Where the keys come from.
+pub(crate) enum KeySource {
+    Static(Arc<KeySet>),
+    Remote(Arc<RemoteKeys>),
+}
+
+pub(crate) struct JwtVerifier {
+    pub(crate) policy: Policy,
+    pub(crate) keys: KeySource,
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    typ: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kid: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+/// A token split and its header checked; not yet verified.
+struct Parsed<'t> {
+    alg: Algorithm,
+    kid: Option<String>,
+    signing_input: &'t str,
+    payload: &'t str,
+    signature: &'t str,
+}
+
+fn invalid(reason: InvalidToken) -> AuthError {
+    AuthError::invalid_token(reason)
+}
+
+/// Largest decoded JOSE header accepted.
+const MAX_HEADER_LEN: usize = 2048;
+
+fn is_b64url(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Policy {
+    fn parse<'t>(&self, token: &'t str) -> Result<Parsed<'t>, AuthError> {
+        if token.len() > self.max_token_len {
+            return Err(invalid(InvalidToken::TooLarge));
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid(InvalidToken::Malformed));
+        };
+        if header.is_empty()
+            || payload.is_empty()
+            || !is_b64url(header)
+            || !is_b64url(payload)
+            || !is_b64url(signature)
+        {
+            return Err(invalid(InvalidToken::Malformed));
+        }
+        if signature.is_empty() {
+            // An unsigned token (`alg: none` or a stripped signature).
+            return Err(invalid(InvalidToken::BadSignature));
+        }
+        if header.len() > MAX_HEADER_LEN * 4 / 3 + 4 {
+            return Err(invalid(InvalidToken::Malformed));
+        }
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| invalid(InvalidToken::Malformed))?;
+        let h: Header<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| invalid(InvalidToken::Malformed))?;
+        let alg = header_alg(&h.alg)
+            .filter(|a| self.algorithms.contains(a))
+            .ok_or_else(|| invalid(InvalidToken::UnsupportedAlgorithm))?;
+        if h.crit.is_some() {
+            // No JWS extension is understood here, so any `crit` (even an
+            // empty or malformed one) must be refused (RFC 7515 §4.1.11).
+            return Err(invalid(InvalidToken::UnsupportedCritical));
+        }
+        check_typ(h.typ.as_deref(), self.require_typ)?;
+        Ok(Parsed {
+            alg,
+            kid: h.kid.map(|k| k.into_owned()),
+            signing_input: &token[..header.len() + 1 + payload.len()],
+            payload,
+            signature,
+        })
+    }
+
+    /// Verifies the signature with `key`, then the claims.
+    fn finish(&self, parsed: &Parsed<'_>, key: &VerifyingKey) -> Verified {
+        let signature = URL_SAFE_NO_PAD
+            .decode(parsed.signature)
+            .map_err(|_| invalid(InvalidToken::Malformed))?;
+        let verifier = (crypto_provider().verifier_factory)(&parsed.alg, &key.key)
+            .map_err(|_| invalid(InvalidToken::BadSignature))?;
+        if verifier
+            .verify(parsed.signing_input.as_bytes(), &signature)
+            .is_err()
+        {
+            return Err(invalid(InvalidToken::BadSignature));
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(parsed.payload)
+            .map_err(|_| invalid(InvalidToken::Malformed))?;
+        let claims: AccessTokenClaims = serde_json::from_slice(&payload)
+            .map_err(|_| invalid(InvalidToken::InvalidClaim("claims")))?;
+        self.check_claims(&claims, NumericDate::now().as_secs())?;
+        let scopes = self
+            .scope_source
+            .read(&claims)
+            .map_err(|claim| invalid(InvalidToken::InvalidClaim(claim)))?;
+        Ok(Arc::new(AccessToken {
+            claims: Arc::new(claims),
+            scopes,
+            payload: payload.into_boxed_slice(),
+        }))
+    }
+
+    pub(crate) fn check_claims(&self, c: &AccessTokenClaims, now: i64) -> Result<(), AuthError> {
+        if let Some(expected) = &self.issuer {
+            match &c.iss {
+                None => return Err(invalid(InvalidToken::MissingClaim("iss"))),
+                Some(iss) if iss != expected => return Err(invalid(InvalidToken::WrongIssuer)),
+                Some(_) => {}
+            }
+        }
+        if !self.audiences.is_empty() {
+            match &c.aud {
+                None => return Err(invalid(InvalidToken::MissingClaim("aud"))),
+                Some(aud) if !self.audiences.iter().any(|a| aud.contains(a)) => {
+                    return Err(invalid(InvalidToken::WrongAudience));
+                }
+                Some(_) => {}
+            }
+        }
+        let exp = c
+            .exp
+            .ok_or_else(|| invalid(InvalidToken::MissingClaim("exp")))?
+            .as_secs();
+        if now > exp.saturating_add(self.leeway) {
+            return Err(invalid(InvalidToken::Expired));
+        }
+        if let Some(nbf) = c.nbf {
+            if nbf.as_secs() > now.saturating_add(self.leeway) {
+                return Err(invalid(InvalidToken::NotYetValid));
+            }
+        }
+        if let Some(iat) = c.iat {
+            if iat.as_secs() > now.saturating_add(self.leeway) {
+                return Err(invalid(InvalidToken::IssuedInTheFuture));
+            }
+        }
+        if let Some(max) = self.max_lifetime {
+            // Lifetime from issuance; without `iat`, from `nbf`; without
+            // either, what is left of it from now.
+            let start = c.iat.or(c.nbf).map_or(now, NumericDate::as_secs);
+            if exp.saturating_sub(start) > max {
+                return Err(invalid(InvalidToken::LifetimeTooLong));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// RFC 9068 §2.1 / RFC 8725 §3.11: access tokens are typed `at+jwt`. Media
+/// type names compare case-insensitively, with or without `application/`.
+fn check_typ(typ: Option<&str>, require: bool) -> Result<(), AuthError> {
+    let is = |t: &str, name: &str| {
+        t.eq_ignore_ascii_case(name)
+            || t.len() == name.len() + 12
+                && t[..12].eq_ignore_ascii_case("application/")
+                && t[12..].eq_ignore_ascii_case(name)
+    };
+    match typ {
+        Some(t) if is(t, "at+jwt") => Ok(()),
+        // Untyped tokens, when allowed: no `typ`, or the generic `JWT`.
+        None if !require => Ok(()),
+        Some(t) if !require && is(t, "jwt") => Ok(()),
+        _ => Err(invalid(InvalidToken::WrongType)),
+    }
+}
+
+impl JwtVerifier {
+    fn with_keys(&self, parsed: &Parsed<'_>, keys: &KeySet) -> Result<Verified, NoKey> {
+        let key = keys.select(parsed.kid.as_deref(), parsed.alg)?;
+        Ok(self.policy.finish(parsed, key))
+    }
+}
+
+fn no_key(reason: NoKey) -> AuthError {
+    match reason {
+        NoKey::Unknown => invalid(InvalidToken::UnknownKey),
+        NoKey::AlgorithmMismatch => invalid(InvalidToken::UnsupportedAlgorithm),
+    }
+}
+
+/// Shared so that pending verifications can own it.
+pub(crate) struct SharedJwtVerifier(pub(crate) Arc<JwtVerifier>);
+
+impl Verifier for SharedJwtVerifier {
+    fn verify(&self, token: &str) -> Verification {
+        let this = &self.0;
+        let parsed = match this.policy.parse(token) {
+            Ok(p) => p,
+            Err(e) => return Verification::Done(Err(e)),
+        };
+        let remote = match &this.keys {
+            KeySource::Static(keys) => {
+                return Verification::Done(
+                    this.with_keys(&parsed, keys)
+                        .unwrap_or_else(|r| Err(no_key(r))),
+                );
+            }
+            KeySource::Remote(remote) => remote,
+        };
+        if let Some(keys) = remote.cached() {
+            match this.with_keys(&parsed, &keys) {
+                Ok(done) => return Verification::Done(done),
+                // A key pinned to another algorithm will not change with a refetch.
+                Err(NoKey::AlgorithmMismatch) => {
+                    return Verification::Done(Err(no_key(NoKey::AlgorithmMismatch)));
+                }
+                Err(NoKey::Unknown) => {}
+            }
+        }
+        // No keys yet, or an unknown `kid`: fetch (rate-limited), then retry once.
+        let this = this.clone();
+        let remote = remote.clone();
+        let token = token.to_owned();
+        Verification::Pending(Box::pin(async move {
+            let keys = match remote.refresh().await {
+                Ok(keys) => keys,
+                // Cooling down or failed: the keys cached now (perhaps just
+                // fetched for another request) decide.
+                Err(e) => match remote.cached() {
+                    Some(keys) => keys,
+                    None => {
+                        let wait = match e {
+                            RefreshError::CoolingDown(wait) => wait,
+                            RefreshError::Failed(e) => {
+                                tracing::debug!(error = %e, "no keys for a token: fetch failed");
+                                remote.cooldown()
+                            }
+                        };
+                        return Err(AuthError::keys_unavailable(wait));
+                    }
+                },
+            };
+            let parsed = this.policy.parse(&token)?;
+            this.with_keys(&parsed, &keys)
+                .unwrap_or_else(|r| Err(no_key(r)))
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_rules() {
+        assert!(check_typ(Some("at+jwt"), true).is_ok());
+        assert!(check_typ(Some("application/at+jwt"), true).is_ok());
+        assert!(check_typ(Some("AT+JWT"), true).is_ok());
+        assert!(check_typ(Some("JWT"), true).is_err());
+        assert!(check_typ(None, true).is_err());
+        assert!(check_typ(Some("dpop+jwt"), true).is_err());
+        assert!(check_typ(None, false).is_ok());
+        assert!(check_typ(Some("JWT"), false).is_ok());
+        assert!(check_typ(Some("application/jwt"), false).is_ok());
+        assert!(check_typ(Some("dpop+jwt"), false).is_err());
+        assert!(check_typ(Some("logout+jwt"), false).is_err());
+    }
+}

@@ -1,0 +1,408 @@
+//! Remote key sets: fetched from a JWKS URL (or one found by discovery),
+//! cached, and refetched when a token names an unknown `kid`.
+//!
+//! - Reads are lock-free (`arc-swap`): once keys are cached no request waits
+//!   on a lock or on the network.
+//! - One fetch at a time: concurrent callers share the result of the fetch in
+//!   flight. The fetch runs in its own task, so a caller that goes away does
+//!   not cancel it for the others.
+//! - Refetches are rate-limited: after any fetch attempt, another one starts
+//!   only once `refetch_cooldown` has passed. Tokens naming unknown `kid`s can
+//!   therefore cause at most one fetch per cooldown (12 a minute with the
+//!   default 5 s).
+//! - Cached keys are refreshed in the background once `refresh_interval` has
+//!   passed (or the `Cache-Control: max-age` of the response, clamped to
+//!   `min_refresh..=max_refresh`); while the issuer is down the last good keys
+//!   keep serving.
+//! - Fetches have a total timeout, a response size cap, and do not follow
+//!   redirects; URLs must be HTTPS except on loopback.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use jsonwebtoken::Algorithm;
+use reqwest::header::{ACCEPT, CACHE_CONTROL, HeaderValue};
+use reqwest::{StatusCode, Url};
+use tokio::time::Instant;
+
+use super::{KeySet, parse_jwks};
+
+/// A failed fetch (discovery or JWKS).
+#[derive(Debug, Clone)]
+pub(crate) struct FetchError {
+    pub(crate) message: String,
+    pub(crate) status: Option<StatusCode>,
+}
+
+impl FetchError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            status: None,
+        }
+    }
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Checks that `url` parses and is HTTPS, or HTTP on a loopback host.
+pub(crate) fn check_url(url: &str) -> Result<Url, FetchError> {
+    let parsed =
+        Url::parse(url).map_err(|e| FetchError::new(format!("invalid URL {url:?}: {e}")))?;
+    let loopback = parsed.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if loopback => Ok(parsed),
+        _ => Err(FetchError::new(format!(
+            "{url:?} must be an https URL (http only on loopback)"
+        ))),
+    }
+}
+
+/// A fetched document.
+pub(crate) struct Fetched {
+    pub(crate) body: Bytes,
+    pub(crate) max_age: Option<Duration>,
+}
+
+/// HTTP GET with the guard's client, timeout and size cap.
+#[derive(Clone)]
+pub(crate) struct Fetcher {
+    pub(crate) client: reqwest::Client,
+    pub(crate) timeout: Duration,
+    pub(crate) max_bytes: usize,
+}
+
+/// The client used when the app injects none: no redirects, connect timeout.
+pub(crate) fn default_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("tokenguard/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+fn max_age(value: Option<&HeaderValue>) -> Option<Duration> {
+    let value = value?.to_str().ok()?;
+    let mut age = None;
+    for directive in value.split(',') {
+        let directive = directive.trim();
+        if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache")
+        {
+            return Some(Duration::ZERO);
+        }
+        if let Some((name, v)) = directive.split_once('=') {
+            if name.trim().eq_ignore_ascii_case("max-age") {
+                age = v
+                    .trim()
+                    .trim_matches('"')
+                    .parse::<u64>()
+                    .ok()
+                    .map(Duration::from_secs);
+            }
+        }
+    }
+    age
+}
+
+impl Fetcher {
+    pub(crate) async fn get(&self, url: &Url) -> Result<Fetched, FetchError> {
+        match tokio::time::timeout(self.timeout, self.get_inner(url)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::new(format!(
+                "{url} did not answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    async fn get_inner(&self, url: &Url) -> Result<Fetched, FetchError> {
+        let fail = |e: reqwest::Error| FetchError::new(format!("fetching {url}: {e}"));
+        let mut resp = self
+            .client
+            .get(url.clone())
+            .header(ACCEPT, "application/json, application/jwk-set+json")
+            .send()
+            .await
+            .map_err(fail)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let what = if status.is_redirection() {
+                " (redirects are not followed)"
+            } else {
+                ""
+            };
+            return Err(FetchError {
+                message: format!("{url} answered {status}{what}"),
+                status: Some(status),
+            });
+        }
+        if resp
+            .content_length()
+            .is_some_and(|len| len > self.max_bytes as u64)
+        {
+            return Err(FetchError::new(format!(
+                "{url} answered more than {} bytes",
+                self.max_bytes
+            )));
+        }
+        let max_age = max_age(resp.headers().get(CACHE_CONTROL));
+        let mut body = BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(fail)? {
+            if body.len() + chunk.len() > self.max_bytes {
+                return Err(FetchError::new(format!(
+                    "{url} answered more than {} bytes",
+                    self.max_bytes
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            body: body.freeze(),
+            max_age,
+        })
+    }
+}
+
+/// Where a remote key set comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum RemoteSource {
+    /// A JWKS URL.
+    Jwks(Url),
+    /// The `jwks_uri` of this issuer's metadata.
+    Discovery(String),
+}
+
+/// Timing of remote key sets.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteConfig {
+    pub(crate) refetch_cooldown: Duration,
+    pub(crate) refresh_interval: Duration,
+    pub(crate) min_refresh: Duration,
+    pub(crate) max_refresh: Duration,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        Self {
+            refetch_cooldown: Duration::from_secs(5),
+            refresh_interval: Duration::from_secs(10 * 60),
+            min_refresh: Duration::from_secs(5 * 60),
+            max_refresh: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+struct Loaded {
+    keys: Arc<KeySet>,
+    refresh_at: Instant,
+}
+
+type SharedFetch = Shared<BoxFuture<'static, Result<Arc<KeySet>, FetchError>>>;
+
+#[derive(Default)]
+struct State {
+    inflight: Option<SharedFetch>,
+    last_attempt: Option<Instant>,
+    jwks_uri: Option<Url>,
+    failing: bool,
+}
+
+/// Why [`RemoteKeys::refresh`] gave no keys.
+#[derive(Debug, Clone)]
+pub(crate) enum RefreshError {
+    /// A fetch happened too recently; try again after this long.
+    CoolingDown(Duration),
+    /// The fetch failed.
+    Failed(FetchError),
+}
+
+/// A cached remote key set.
+pub(crate) struct RemoteKeys {
+    source: RemoteSource,
+    fetcher: Fetcher,
+    allowed: Vec<Algorithm>,
+    cfg: RemoteConfig,
+    current: ArcSwapOption<Loaded>,
+    state: Mutex<State>,
+}
+
+impl RemoteKeys {
+    pub(crate) fn new(
+        source: RemoteSource,
+        fetcher: Fetcher,
+        allowed: Vec<Algorithm>,
+        cfg: RemoteConfig,
+    ) -> Self {
+        Self {
+            source,
+            fetcher,
+            allowed,
+            cfg,
+            current: ArcSwapOption::empty(),
+            state: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn cooldown(&self) -> Duration {
+        self.cfg.refetch_cooldown
+    }
+
+    /// The cached keys, without waiting. Starts a background refresh when
+    /// they are due for one.
+    pub(crate) fn cached(self: &Arc<Self>) -> Option<Arc<KeySet>> {
+        let loaded = self.current.load();
+        let loaded = loaded.as_ref()?;
+        if Instant::now() >= loaded.refresh_at {
+            self.refresh_in_background();
+        }
+        Some(loaded.keys.clone())
+    }
+
+    fn refresh_in_background(self: &Arc<Self>) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        if let Ok(fetch) = self.start_fetch() {
+            tokio::spawn(fetch);
+        }
+    }
+
+    /// Fetches the key set now, or joins the fetch in flight. Rate-limited by
+    /// the cooldown.
+    pub(crate) async fn refresh(self: &Arc<Self>) -> Result<Arc<KeySet>, RefreshError> {
+        self.start_fetch()?.await.map_err(RefreshError::Failed)
+    }
+
+    fn start_fetch(self: &Arc<Self>) -> Result<SharedFetch, RefreshError> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(inflight) = &state.inflight {
+            return Ok(inflight.clone());
+        }
+        let now = Instant::now();
+        if let Some(last) = state.last_attempt {
+            let since = now.saturating_duration_since(last);
+            if since < self.cfg.refetch_cooldown {
+                return Err(RefreshError::CoolingDown(self.cfg.refetch_cooldown - since));
+            }
+        }
+        state.last_attempt = Some(now);
+        let this = self.clone();
+        let task = tokio::spawn(async move { this.fetch_and_store().await });
+        let shared = async move {
+            task.await
+                .unwrap_or_else(|_| Err(FetchError::new("the key fetch task failed")))
+        }
+        .boxed()
+        .shared();
+        state.inflight = Some(shared.clone());
+        Ok(shared)
+    }
+
+    async fn fetch_and_store(self: Arc<Self>) -> Result<Arc<KeySet>, FetchError> {
+        let result = self.fetch().await;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.inflight = None;
+        match &result {
+            Ok((keys, max_age)) => {
+                let interval = max_age
+                    .map(|age| age.clamp(self.cfg.min_refresh, self.cfg.max_refresh))
+                    .unwrap_or(self.cfg.refresh_interval);
+                let previous = self.current.swap(Some(Arc::new(Loaded {
+                    keys: keys.clone(),
+                    refresh_at: Instant::now() + interval,
+                })));
+                if state.failing {
+                    tracing::info!(source = ?self.source, "key set fetch recovered");
+                }
+                state.failing = false;
+                let kids = keys.kids();
+                match previous {
+                    Some(prev) if prev.keys.kids() != kids => {
+                        tracing::info!(source = ?self.source, ?kids, "key set rotated")
+                    }
+                    Some(_) => tracing::debug!(source = ?self.source, "key set refreshed"),
+                    None => tracing::info!(source = ?self.source, ?kids, "key set loaded"),
+                }
+            }
+            Err(e) => {
+                if !state.failing {
+                    tracing::warn!(source = ?self.source, error = %e, "key set fetch failed; keeping the last good keys, if any");
+                } else {
+                    tracing::debug!(source = ?self.source, error = %e, "key set fetch failed again");
+                }
+                state.failing = true;
+            }
+        }
+        result.map(|(keys, _)| keys)
+    }
+
+    async fn fetch(&self) -> Result<(Arc<KeySet>, Option<Duration>), FetchError> {
+        let url = match &self.source {
+            RemoteSource::Jwks(url) => url.clone(),
+            RemoteSource::Discovery(issuer) => {
+                let known = self
+                    .state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .jwks_uri
+                    .clone();
+                match known {
+                    Some(url) => url,
+                    None => {
+                        let url = super::discovery::jwks_uri(&self.fetcher, issuer).await?;
+                        self.state
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .jwks_uri = Some(url.clone());
+                        url
+                    }
+                }
+            }
+        };
+        let doc = self.fetcher.get(&url).await?;
+        let keys = parse_jwks(&doc.body, &self.allowed, url.as_str())
+            .map_err(|e| FetchError::new(format!("{url}: {e}")))?;
+        Ok((Arc::new(keys), doc.max_age))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_rules() {
+        assert!(check_url("https://id.example.com/jwks").is_ok());
+        assert!(check_url("http://127.0.0.1:8080/jwks").is_ok());
+        assert!(check_url("http://localhost/jwks").is_ok());
+        assert!(check_url("http://[::1]/jwks").is_ok());
+        assert!(check_url("http://id.example.com/jwks").is_err());
+        assert!(check_url("file:///etc/passwd").is_err());
+        assert!(check_url("not a url").is_err());
+    }
+
+    #[test]
+    fn cache_control() {
+        let v = |s: &'static str| max_age(Some(&HeaderValue::from_static(s)));
+        assert_eq!(v("public, max-age=600"), Some(Duration::from_secs(600)));
+        assert_eq!(v("no-store"), Some(Duration::ZERO));
+        assert_eq!(v("public"), None);
+        assert_eq!(max_age(None), None);
+    }
+}

@@ -1,0 +1,387 @@
+//! An in-process token issuer for tests and demos (feature `testing`).
+//!
+//! [`TestIssuer`] generates its own keys (RSA, P-256, P-384, Ed25519; RSA only
+//! when first used), mints RFC 9068 access tokens with a fluent builder, and
+//! builds a [`TokenGuard`] that trusts it without any network access.
+//! Signatures are made with aws-lc-rs directly, not through the code that
+//! verifies them.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::time::Duration;
+//! use tokenguard::testing::TestIssuer;
+//!
+//! let issuer = TestIssuer::new();
+//! let guard = issuer.guard("https://api.example.com");
+//! let token = issuer
+//!     .token()
+//!     .audience("https://api.example.com")
+//!     .subject("u1")
+//!     .scope("read:invoices")
+//!     .expires_in(Duration::from_secs(300))
+//!     .mint();
+//! assert_eq!(guard.verify(&token).await.unwrap().subject(), Some("u1"));
+//!
+//! let expired = issuer.token().audience("https://api.example.com").expired().mint();
+//! assert!(guard.verify(&expired).await.is_err());
+//! # }
+//! ```
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value, json};
+
+use crate::claims::NumericDate;
+use crate::guard::TokenGuard;
+
+/// The issuer URL a [`TestIssuer::new`] uses.
+pub const DEFAULT_TEST_ISSUER: &str = "https://issuer.tokenguard.test";
+
+fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+struct Keys {
+    rsa: OnceLock<aws_lc_rs::rsa::KeyPair>,
+    p256: EcdsaKeyPair,
+    p384: EcdsaKeyPair,
+    ed25519: Ed25519KeyPair,
+    /// Distinguishes the key ids of two issuers.
+    tag: String,
+}
+
+/// An in-process issuer: keys, a JWKS, and a token minter.
+#[derive(Clone)]
+pub struct TestIssuer {
+    issuer: String,
+    keys: Arc<Keys>,
+}
+
+impl std::fmt::Debug for TestIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestIssuer")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TestIssuer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestIssuer {
+    /// An issuer named [`DEFAULT_TEST_ISSUER`] with fresh keys.
+    pub fn new() -> Self {
+        Self::with_issuer(DEFAULT_TEST_ISSUER)
+    }
+
+    /// An issuer with the given `iss` and fresh keys.
+    pub fn with_issuer(issuer: impl Into<String>) -> Self {
+        let mut tag = [0u8; 4];
+        SystemRandom::new()
+            .fill(&mut tag)
+            .expect("system randomness");
+        Self {
+            issuer: issuer.into(),
+            keys: Arc::new(Keys {
+                rsa: OnceLock::new(),
+                p256: EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .expect("P-256 key"),
+                p384: EcdsaKeyPair::generate(&sig::ECDSA_P384_SHA384_FIXED_SIGNING)
+                    .expect("P-384 key"),
+                ed25519: Ed25519KeyPair::generate().expect("Ed25519 key"),
+                tag: b64(tag),
+            }),
+        }
+    }
+
+    /// The `iss` of minted tokens.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn rsa(&self) -> &aws_lc_rs::rsa::KeyPair {
+        self.keys.rsa.get_or_init(|| {
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("RSA key")
+        })
+    }
+
+    /// The `kid` of the key that signs `alg`.
+    pub fn kid(&self, alg: Algorithm) -> String {
+        let family = match alg {
+            Algorithm::ES256 => "p256",
+            Algorithm::ES384 => "p384",
+            Algorithm::EdDSA => "ed25519",
+            _ => "rsa",
+        };
+        format!("{family}-{}", self.keys.tag)
+    }
+
+    /// The public keys as a JWK set: one RSA key (no `alg`, so it serves
+    /// RS* and PS*), ES256, ES384 and EdDSA keys.
+    pub fn jwks(&self) -> Value {
+        let point = |k: &EcdsaKeyPair, len: usize| {
+            let p = k.public_key().as_ref();
+            (b64(&p[1..1 + len]), b64(&p[1 + len..]))
+        };
+        let (x256, y256) = point(&self.keys.p256, 32);
+        let (x384, y384) = point(&self.keys.p384, 48);
+        let rsa = self.rsa().public_key();
+        json!({"keys": [
+            {"kty": "RSA", "use": "sig", "kid": self.kid(Algorithm::RS256),
+             "n": b64(rsa.modulus().big_endian_without_leading_zero()),
+             "e": b64(rsa.exponent().big_endian_without_leading_zero())},
+            {"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid(Algorithm::ES256), "x": x256, "y": y256},
+            {"kty": "EC", "crv": "P-384", "use": "sig", "alg": "ES384", "kid": self.kid(Algorithm::ES384), "x": x384, "y": y384},
+            {"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": self.kid(Algorithm::EdDSA),
+             "x": b64(self.keys.ed25519.public_key().as_ref())},
+        ]})
+    }
+
+    /// The RSA public key as a PEM `PUBLIC KEY` (SPKI).
+    pub fn rsa_public_pem(&self) -> String {
+        let der = self.rsa().public_key().as_der().expect("SPKI encoding");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        pem
+    }
+
+    /// A guard that trusts this issuer (static keys, no network) for `audience`,
+    /// with every other setting at its strict default.
+    pub fn guard(&self, audience: &str) -> TokenGuard {
+        self.guard_builder(audience)
+            .build()
+            .expect("test guard configuration")
+    }
+
+    /// A builder preset with this issuer and its keys, for further settings.
+    pub fn guard_builder(&self, audience: &str) -> crate::TokenGuardBuilder {
+        TokenGuard::builder()
+            .issuer(self.issuer.clone())
+            .audience(audience)
+            .jwks_json(self.jwks().to_string())
+    }
+
+    /// Starts a token: `iss` of this issuer, a random `jti`, `iat` now,
+    /// `exp` in 5 minutes, `typ: at+jwt`, ES256, `sub` and `client_id` set to
+    /// `test-client`.
+    pub fn token(&self) -> TokenBuilder {
+        let now = NumericDate::now().as_secs();
+        let mut jti = [0u8; 12];
+        SystemRandom::new()
+            .fill(&mut jti)
+            .expect("system randomness");
+        let mut claims = Map::new();
+        claims.insert("iss".into(), self.issuer.clone().into());
+        claims.insert("sub".into(), "test-client".into());
+        claims.insert("client_id".into(), "test-client".into());
+        claims.insert("iat".into(), now.into());
+        claims.insert("exp".into(), (now + 300).into());
+        claims.insert("jti".into(), b64(jti).into());
+        TokenBuilder {
+            issuer: self.clone(),
+            alg: Algorithm::ES256,
+            header: Map::from_iter([("typ".to_owned(), Value::from("at+jwt"))]),
+            claims,
+            kid: None,
+            hmac: None,
+        }
+    }
+}
+
+/// Builds and signs one token. Made by [`TestIssuer::token`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TokenBuilder {
+    issuer: TestIssuer,
+    alg: Algorithm,
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+    kid: Option<Option<String>>,
+    hmac: Option<Vec<u8>>,
+}
+
+impl TokenBuilder {
+    /// Sets any claim.
+    pub fn claim(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.claims.insert(name.into(), value.into());
+        self
+    }
+
+    /// Removes a claim.
+    pub fn without_claim(mut self, name: &str) -> Self {
+        self.claims.remove(name);
+        self
+    }
+
+    /// Sets a header parameter.
+    pub fn header(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.header.insert(name.into(), value.into());
+        self
+    }
+
+    /// `sub`.
+    pub fn subject(self, sub: &str) -> Self {
+        self.claim("sub", sub)
+    }
+
+    /// `aud` (one audience).
+    pub fn audience(self, aud: &str) -> Self {
+        self.claim("aud", aud)
+    }
+
+    /// `aud` (several audiences).
+    pub fn audiences(self, aud: &[&str]) -> Self {
+        self.claim("aud", aud.to_vec())
+    }
+
+    /// `scope` (space-separated).
+    pub fn scope(self, scope: &str) -> Self {
+        self.claim("scope", scope)
+    }
+
+    /// `client_id`.
+    pub fn client_id(self, client_id: &str) -> Self {
+        self.claim("client_id", client_id)
+    }
+
+    /// `iss`, to mint tokens of another issuer with these keys.
+    pub fn issuer(self, iss: &str) -> Self {
+        self.claim("iss", iss)
+    }
+
+    /// `exp` this long after `iat`.
+    pub fn expires_in(self, d: Duration) -> Self {
+        let iat = self
+            .claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .unwrap_or_else(|| NumericDate::now().as_secs());
+        self.claim("exp", iat + d.as_secs() as i64)
+    }
+
+    /// Issued 10 minutes ago, expired 5 minutes ago (beyond any default leeway).
+    pub fn expired(self) -> Self {
+        let now = NumericDate::now().as_secs();
+        self.claim("iat", now - 600).claim("exp", now - 300)
+    }
+
+    /// `nbf` this far in the future.
+    pub fn not_before_in(self, d: Duration) -> Self {
+        let now = NumericDate::now().as_secs();
+        self.claim("nbf", now + d.as_secs() as i64)
+    }
+
+    /// No `typ` header (as many providers mint access tokens).
+    pub fn untyped(mut self) -> Self {
+        self.header.remove("typ");
+        self
+    }
+
+    /// The `typ` header.
+    pub fn typ(self, typ: &str) -> Self {
+        self.header("typ", typ)
+    }
+
+    /// Signs with the issuer's key for `alg` (default ES256).
+    pub fn algorithm(mut self, alg: Algorithm) -> Self {
+        self.alg = alg;
+        self
+    }
+
+    /// Overrides the `kid` header (`None` omits it).
+    pub fn kid(mut self, kid: Option<&str>) -> Self {
+        self.kid = Some(kid.map(str::to_owned));
+        self
+    }
+
+    /// Signs with HMAC and this secret instead (`alg` must be HS256/384/512).
+    pub fn hmac_secret(mut self, alg: Algorithm, secret: &[u8]) -> Self {
+        self.alg = alg;
+        self.hmac = Some(secret.to_vec());
+        if self.kid.is_none() {
+            self.kid = Some(None);
+        }
+        self
+    }
+
+    /// Signs and serializes the token (compact JWS).
+    ///
+    /// # Panics
+    /// If the algorithm is not one this issuer can sign with.
+    pub fn mint(self) -> String {
+        let issuer = &self.issuer;
+        let alg_name = serde_json::to_value(self.alg).expect("algorithm name");
+        let mut header = self.header;
+        header.insert("alg".into(), alg_name);
+        match self.kid.unwrap_or_else(|| Some(issuer.kid(self.alg))) {
+            Some(kid) => header.insert("kid".into(), kid.into()),
+            None => header.remove("kid"),
+        };
+        let input = format!(
+            "{}.{}",
+            b64(serde_json::to_vec(&header).expect("header JSON")),
+            b64(serde_json::to_vec(&self.claims).expect("claims JSON"))
+        );
+        let signature = sign(issuer, self.alg, self.hmac.as_deref(), input.as_bytes());
+        format!("{input}.{}", b64(signature))
+    }
+}
+
+fn sign(issuer: &TestIssuer, alg: Algorithm, hmac: Option<&[u8]>, msg: &[u8]) -> Vec<u8> {
+    use aws_lc_rs::hmac as h;
+    let rng = SystemRandom::new();
+    let rsa = |padding: &'static dyn sig::RsaEncoding| {
+        let key = issuer.rsa();
+        let mut out = vec![0; key.public_modulus_len()];
+        key.sign(padding, &rng, msg, &mut out)
+            .expect("RSA signature");
+        out
+    };
+    let hmac_sign = |a: h::Algorithm| {
+        h::sign(&h::Key::new(a, hmac.expect("HMAC secret")), msg)
+            .as_ref()
+            .to_vec()
+    };
+    match alg {
+        Algorithm::HS256 => hmac_sign(h::HMAC_SHA256),
+        Algorithm::HS384 => hmac_sign(h::HMAC_SHA384),
+        Algorithm::HS512 => hmac_sign(h::HMAC_SHA512),
+        Algorithm::RS256 => rsa(&sig::RSA_PKCS1_SHA256),
+        Algorithm::RS384 => rsa(&sig::RSA_PKCS1_SHA384),
+        Algorithm::RS512 => rsa(&sig::RSA_PKCS1_SHA512),
+        Algorithm::PS256 => rsa(&sig::RSA_PSS_SHA256),
+        Algorithm::PS384 => rsa(&sig::RSA_PSS_SHA384),
+        Algorithm::PS512 => rsa(&sig::RSA_PSS_SHA512),
+        Algorithm::ES256 => issuer
+            .keys
+            .p256
+            .sign(&rng, msg)
+            .expect("ES256 signature")
+            .as_ref()
+            .to_vec(),
+        Algorithm::ES384 => issuer
+            .keys
+            .p384
+            .sign(&rng, msg)
+            .expect("ES384 signature")
+            .as_ref()
+            .to_vec(),
+        Algorithm::EdDSA => issuer.keys.ed25519.sign(msg).as_ref().to_vec(),
+        other => panic!("the test issuer cannot sign {other:?}"),
+    }
+}
