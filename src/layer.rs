@@ -140,7 +140,10 @@ where
             Err(e) => return ResponseFuture::rejected(reject(&e, &guard.errors)),
             Ok(None) if self.optional => return ResponseFuture::inner(self.inner.call(req)),
             Ok(None) => {
-                return ResponseFuture::rejected(reject(&AuthError::missing_token(), &guard.errors));
+                return ResponseFuture::rejected(reject(
+                    &AuthError::missing_token(),
+                    &guard.errors,
+                ));
             }
             Ok(Some(token)) => guard.verifier.verify(&token),
         };

@@ -222,14 +222,12 @@ macro_rules! scopes {
             #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
             $vis struct $name;
             impl $crate::Scope for $name {
-                const NAME: &'static str = {
-                    assert!(
-                        $crate::scope::is_valid_scope_token($value),
-                        "a scope must be a non-empty RFC 6749 scope-token (no space, quote or backslash)"
-                    );
-                    $value
-                };
+                const NAME: &'static str = $value;
             }
+            const _: () = assert!(
+                $crate::scope::is_valid_scope_token($value),
+                "a scope must be a non-empty RFC 6749 scope-token (no space, quote or backslash)"
+            );
         )+
     };
 }
