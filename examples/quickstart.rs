@@ -1,1 +1,183 @@
-fn main() {}
+//! A small invoices API protected by tokenguard.
+//!
+//! ```text
+//! cargo run --example quickstart
+//! ```
+//!
+//! Without configuration it starts an embedded development issuer (keys
+//! generated in-process, nothing external) and prints ready-to-paste `curl`
+//! lines with a read-only and a read-write token.
+//!
+//! With `ISSUER_URL=https://id.example.com AUDIENCE=https://api.example.com`
+//! it trusts that issuer instead, finding its keys through discovery, with the
+//! crate's strict defaults. `PORT` sets the port (default 3000); the server
+//! listens on 127.0.0.1 only.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokenguard::testing::TestIssuer;
+use tokenguard::{AccessTokenClaims, Claims, RequireScope, TokenGuard, scopes};
+
+scopes! {
+    /// List invoices.
+    pub ReadInvoices = "read:invoices";
+    /// Create invoices.
+    pub WriteInvoices = "write:invoices";
+}
+
+#[derive(Clone, Serialize)]
+struct Invoice {
+    id: u64,
+    customer: String,
+    amount_cents: u64,
+    created_by: String,
+}
+
+#[derive(Deserialize)]
+struct NewInvoice {
+    customer: String,
+    amount_cents: u64,
+}
+
+type Db = Arc<Mutex<Vec<Invoice>>>;
+
+async fn list(_: RequireScope<ReadInvoices>, State(db): State<Db>) -> Json<Vec<Invoice>> {
+    Json(db.lock().unwrap().clone())
+}
+
+async fn create(
+    _: RequireScope<WriteInvoices>,
+    Claims(claims): Claims<AccessTokenClaims>,
+    State(db): State<Db>,
+    Json(new): Json<NewInvoice>,
+) -> (StatusCode, Json<Invoice>) {
+    let mut db = db.lock().unwrap();
+    let invoice = Invoice {
+        id: db.len() as u64 + 1,
+        customer: new.customer,
+        amount_cents: new.amount_cents,
+        created_by: claims.sub.clone().unwrap_or_default(),
+    };
+    db.push(invoice.clone());
+    (StatusCode::CREATED, Json(invoice))
+}
+
+async fn me(Claims(claims): Claims<AccessTokenClaims>) -> Json<AccessTokenClaims> {
+    Json((*claims).clone())
+}
+
+const DEV_AUDIENCE: &str = "http://127.0.0.1/invoices-api";
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(1);
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tokenguard=debug".into()),
+        )
+        .init();
+
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) => p
+            .parse()
+            .unwrap_or_else(|_| fail(format!("PORT={p:?} is not a port number"))),
+        Err(_) => 3000,
+    };
+
+    let issuer_url = std::env::var("ISSUER_URL").ok().filter(|s| !s.is_empty());
+    let audience = std::env::var("AUDIENCE").ok().filter(|s| !s.is_empty());
+    let (guard, dev_issuer) = match (issuer_url, audience) {
+        (Some(issuer), Some(audience)) => {
+            let guard = TokenGuard::builder()
+                .issuer(&issuer)
+                .audience(&audience)
+                .build()
+                .unwrap_or_else(|e| fail(e));
+            println!("Trusting issuer {issuer} (keys through discovery) for audience {audience}.");
+            (guard, None)
+        }
+        (None, None) => {
+            let issuer = TestIssuer::with_issuer("http://127.0.0.1/dev-issuer");
+            (issuer.guard(DEV_AUDIENCE), Some(issuer))
+        }
+        _ => fail("set both ISSUER_URL and AUDIENCE, or neither (for the development issuer)"),
+    };
+
+    let app = Router::new()
+        .route("/invoices", get(list).post(create))
+        .route("/me", get(me))
+        .layer(guard.layer())
+        // Added after the layer: public.
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(Db::default());
+
+    let addr = format!("127.0.0.1:{port}");
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .unwrap_or_else(|e| {
+            fail(format!(
+                "cannot listen on {addr}: {e} (set PORT to use another port)"
+            ))
+        });
+    let base = format!("http://{addr}");
+
+    if let Some(issuer) = dev_issuer {
+        let hour = Duration::from_secs(3600);
+        let read = issuer
+            .token()
+            .audience(DEV_AUDIENCE)
+            .subject("alice")
+            .scope("read:invoices")
+            .expires_in(hour)
+            .mint();
+        let write = issuer
+            .token()
+            .audience(DEV_AUDIENCE)
+            .subject("bob")
+            .scope("read:invoices write:invoices")
+            .expires_in(hour)
+            .mint();
+        println!(
+            r#"
+tokenguard quickstart: invoices API on {base}, trusting an embedded development issuer.
+Tokens below are valid for one hour. Paste these lines into a shell:
+
+export READ_TOKEN='{read}'
+export WRITE_TOKEN='{write}'
+
+curl -i {base}/healthz                                              # 200, public
+curl -i {base}/invoices                                             # 401, no token
+curl -i {base}/invoices -H "Authorization: Bearer $READ_TOKEN"      # 200
+curl -i -X POST {base}/invoices -H "Authorization: Bearer $READ_TOKEN" \
+     -H 'content-type: application/json' -d '{{"customer":"ACME","amount_cents":1200}}'   # 403 insufficient_scope
+curl -i -X POST {base}/invoices -H "Authorization: Bearer $WRITE_TOKEN" \
+     -H 'content-type: application/json' -d '{{"customer":"ACME","amount_cents":1200}}'   # 201
+curl -i {base}/me -H "Authorization: Bearer $WRITE_TOKEN"           # 200, the verified claims
+curl -i {base}/me -H "Authorization: Bearer garbage"                # 401 invalid_token
+"#
+        );
+    } else {
+        println!("Listening on {base}: GET/POST /invoices, GET /me, GET /healthz.");
+    }
+
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        fail(e);
+    }
+}

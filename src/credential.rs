@@ -116,8 +116,8 @@ pub(crate) fn extract<'a>(
         }
     }
 
-    if sources.query {
-        if let Some(query) = uri.query() {
+    if sources.query
+        && let Some(query) = uri.query() {
             for pair in query.split('&') {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
                 if name == "access_token" {
@@ -125,18 +125,16 @@ pub(crate) fn extract<'a>(
                 }
             }
         }
-    }
 
     if let Some(cookie_name) = &sources.cookie {
         for value in headers.get_all(header::COOKIE) {
             let Ok(value) = value.to_str() else { continue };
             for pair in value.split(';') {
                 let pair = pair.trim_matches(' ');
-                if let Some((name, v)) = pair.split_once('=') {
-                    if name == cookie_name {
+                if let Some((name, v)) = pair.split_once('=')
+                    && name == cookie_name {
                         put(Cow::Owned(decode_param(v, max_len)?))?;
                     }
-                }
             }
         }
     }

@@ -1,7 +1,7 @@
 //! axum extractors for handlers behind the guard's layer.
 //!
 //! - [`Claims<C>`]: the verified claims as `Arc<C>`, for
-//!   [`AccessTokenClaims`] (no copy) or any `DeserializeOwned` type of yours.
+//!   [`AccessTokenClaims`](crate::AccessTokenClaims) (no copy) or any `DeserializeOwned` type of yours.
 //! - [`RequireScope<S>`]: demands a scope, a tuple of scopes (all of them)
 //!   or [`AnyOf`](crate::AnyOf) a tuple; 403 `insufficient_scope` otherwise.
 //! - [`Token`]: the whole `Arc<AccessToken>`.

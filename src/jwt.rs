@@ -221,16 +221,14 @@ impl Policy {
         if now > exp.saturating_add(self.leeway) {
             return Err(invalid(InvalidToken::Expired));
         }
-        if let Some(nbf) = c.nbf {
-            if nbf.as_secs() > now.saturating_add(self.leeway) {
+        if let Some(nbf) = c.nbf
+            && nbf.as_secs() > now.saturating_add(self.leeway) {
                 return Err(invalid(InvalidToken::NotYetValid));
             }
-        }
-        if let Some(iat) = c.iat {
-            if iat.as_secs() > now.saturating_add(self.leeway) {
+        if let Some(iat) = c.iat
+            && iat.as_secs() > now.saturating_add(self.leeway) {
                 return Err(invalid(InvalidToken::IssuedInTheFuture));
             }
-        }
         if let Some(max) = self.max_lifetime {
             // Lifetime from issuance; without `iat`, from `nbf`; without
             // either, what is left of it from now.

@@ -74,3 +74,8 @@ pub use guard::{BuildError, DEFAULT_ALGORITHMS, TokenGuard, TokenGuardBuilder, W
 pub use jsonwebtoken::Algorithm;
 pub use layer::{RequireScopeLayer, TokenGuardLayer, TokenGuardService, require_scope};
 pub use scope::{AnyOf, Scope, ScopeRequirement, ScopeSource, Scopes};
+
+// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

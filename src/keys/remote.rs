@@ -106,8 +106,8 @@ fn max_age(value: Option<&HeaderValue>) -> Option<Duration> {
         {
             return Some(Duration::ZERO);
         }
-        if let Some((name, v)) = directive.split_once('=') {
-            if name.trim().eq_ignore_ascii_case("max-age") {
+        if let Some((name, v)) = directive.split_once('=')
+            && name.trim().eq_ignore_ascii_case("max-age") {
                 age = v
                     .trim()
                     .trim_matches('"')
@@ -115,7 +115,6 @@ fn max_age(value: Option<&HeaderValue>) -> Option<Duration> {
                     .ok()
                     .map(Duration::from_secs);
             }
-        }
     }
     age
 }
