@@ -117,14 +117,15 @@ pub(crate) fn extract<'a>(
     }
 
     if sources.query
-        && let Some(query) = uri.query() {
-            for pair in query.split('&') {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                if name == "access_token" {
-                    put(Cow::Owned(decode_param(value, max_len)?))?;
-                }
+        && let Some(query) = uri.query()
+    {
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if name == "access_token" {
+                put(Cow::Owned(decode_param(value, max_len)?))?;
             }
         }
+    }
 
     if let Some(cookie_name) = &sources.cookie {
         for value in headers.get_all(header::COOKIE) {
@@ -132,9 +133,10 @@ pub(crate) fn extract<'a>(
             for pair in value.split(';') {
                 let pair = pair.trim_matches(' ');
                 if let Some((name, v)) = pair.split_once('=')
-                    && name == cookie_name {
-                        put(Cow::Owned(decode_param(v, max_len)?))?;
-                    }
+                    && name == cookie_name
+                {
+                    put(Cow::Owned(decode_param(v, max_len)?))?;
+                }
             }
         }
     }

@@ -222,13 +222,15 @@ impl Policy {
             return Err(invalid(InvalidToken::Expired));
         }
         if let Some(nbf) = c.nbf
-            && nbf.as_secs() > now.saturating_add(self.leeway) {
-                return Err(invalid(InvalidToken::NotYetValid));
-            }
+            && nbf.as_secs() > now.saturating_add(self.leeway)
+        {
+            return Err(invalid(InvalidToken::NotYetValid));
+        }
         if let Some(iat) = c.iat
-            && iat.as_secs() > now.saturating_add(self.leeway) {
-                return Err(invalid(InvalidToken::IssuedInTheFuture));
-            }
+            && iat.as_secs() > now.saturating_add(self.leeway)
+        {
+            return Err(invalid(InvalidToken::IssuedInTheFuture));
+        }
         if let Some(max) = self.max_lifetime {
             // Lifetime from issuance; without `iat`, from `nbf`; without
             // either, what is left of it from now.

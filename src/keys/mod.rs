@@ -193,13 +193,15 @@ pub(crate) fn key_from_jwk(
 ) -> Result<VerifyingKey, KeyError> {
     let jwk = RawJwk::deserialize(jwk).map_err(|e| err(format!("unparsable JWK: {e}")))?;
     if let Some(u) = &jwk.use_
-        && u != "sig" {
-            return Err(err(format!("`use` is `{u}`, not `sig`")));
-        }
+        && u != "sig"
+    {
+        return Err(err(format!("`use` is `{u}`, not `sig`")));
+    }
     if let Some(ops) = &jwk.key_ops
-        && !ops.iter().any(|o| o == "verify") {
-            return Err(err("`key_ops` does not include `verify`"));
-        }
+        && !ops.iter().any(|o| o == "verify")
+    {
+        return Err(err("`key_ops` does not include `verify`"));
+    }
     let pinned = match jwk.alg.as_deref() {
         None => None,
         Some(a) => Some(parse_alg(a).ok_or_else(|| err(format!("unsupported `alg` {a:?}")))?),

@@ -107,14 +107,15 @@ fn max_age(value: Option<&HeaderValue>) -> Option<Duration> {
             return Some(Duration::ZERO);
         }
         if let Some((name, v)) = directive.split_once('=')
-            && name.trim().eq_ignore_ascii_case("max-age") {
-                age = v
-                    .trim()
-                    .trim_matches('"')
-                    .parse::<u64>()
-                    .ok()
-                    .map(Duration::from_secs);
-            }
+            && name.trim().eq_ignore_ascii_case("max-age")
+        {
+            age = v
+                .trim()
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
     }
     age
 }
