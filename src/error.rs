@@ -408,6 +408,17 @@ impl ChallengeBody for axum::body::Body {
     }
 }
 
+#[cfg(feature = "tonic")]
+impl ChallengeBody for tonic::body::Body {
+    fn from_bytes(bytes: Bytes) -> Self {
+        if bytes.is_empty() {
+            tonic::body::Body::empty()
+        } else {
+            tonic::body::Body::new(http_body_util::Full::new(bytes))
+        }
+    }
+}
+
 impl ChallengeBody for http_body_util::Full<Bytes> {
     fn from_bytes(bytes: Bytes) -> Self {
         http_body_util::Full::new(bytes)

@@ -42,6 +42,9 @@
 //! - `rust-crypto`: pure-Rust cryptography (RustCrypto). Verifying RS256 is
 //!   about 6–7× slower than with aws-lc-rs. When both are enabled, aws-lc-rs is
 //!   used.
+//! - `tonic`: lets the layer wrap tonic services (their `tonic::body::Body`
+//!   responses). A refused gRPC call gets HTTP 401/403, which gRPC clients
+//!   report as `UNAUTHENTICATED` / `PERMISSION_DENIED`.
 //! - `testing`: [`testing::TestIssuer`], an in-process issuer for tests.
 
 #![warn(missing_docs)]

@@ -456,3 +456,29 @@ async fn responses_to_refusals_are_not_cached() {
     assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
     let _ = Body::empty();
 }
+
+#[cfg(feature = "tonic")]
+#[tokio::test]
+async fn wraps_a_service_with_tonic_bodies() {
+    let issuer = TestIssuer::new();
+    let svc = ServiceBuilder::new()
+        .layer(issuer.guard(AUD).layer())
+        .service(service_fn(|_req: Request<tonic::body::Body>| async {
+            Ok::<_, Infallible>(Response::new(tonic::body::Body::empty()))
+        }));
+    let req = Request::post("/invoices.v1.Invoices/List")
+        .body(tonic::body::Body::empty())
+        .unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.headers()[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="api""#
+    );
+    let token = issuer.token().audience(AUD).mint();
+    let req = Request::post("/invoices.v1.Invoices/List")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(tonic::body::Body::empty())
+        .unwrap();
+    assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::OK);
+}
