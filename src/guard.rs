@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use crate::claims::AccessToken;
 use crate::credential::TokenSources;
 use crate::error::{AuthError, ErrorBody, ErrorContext, RenderError};
-use crate::jwt::{JwtVerifier, KeySource, Policy, SharedJwtVerifier, Verification, Verifier};
+use crate::jwt::{JwtVerifier, KeySource, Policy, Verification, Verifier};
 use crate::keys::remote::{
     FetchError, Fetcher, RefreshError, RemoteConfig, RemoteKeys, RemoteSource, check_url,
 };
@@ -52,7 +52,8 @@ pub struct TokenGuard {
 
 pub(crate) struct GuardInner {
     pub(crate) verifier: Box<dyn Verifier>,
-    pub(crate) remote: Option<Arc<RemoteKeys>>,
+    /// One verifier per trusted issuer (one, unless built by `multi_issuer`).
+    pub(crate) issuers: Vec<Arc<JwtVerifier>>,
     pub(crate) sources: TokenSources,
     pub(crate) max_token_len: usize,
     pub(crate) errors: Arc<ErrorContext>,
@@ -107,25 +108,137 @@ impl TokenGuard {
     }
 
     /// Loads remote keys now, so that an application can fail fast at start-up
-    /// when the issuer is unreachable. Not needed otherwise: keys are fetched
+    /// when an issuer is unreachable. Not needed otherwise: keys are fetched
     /// on first use. Does nothing for static keys.
     pub async fn warm_up(&self) -> Result<(), WarmUpError> {
-        let Some(remote) = &self.inner.remote else {
-            return Ok(());
-        };
-        match remote.refresh().await {
-            Ok(_) => Ok(()),
-            Err(RefreshError::Failed(e)) => Err(WarmUpError(e.message)),
-            Err(RefreshError::CoolingDown(_)) if remote.cached().is_some() => Ok(()),
-            Err(RefreshError::CoolingDown(wait)) => Err(WarmUpError(format!(
-                "a fetch failed recently; retry in {wait:?}"
-            ))),
+        for verifier in &self.inner.issuers {
+            let KeySource::Remote(remote) = &verifier.keys else {
+                continue;
+            };
+            match remote.refresh().await {
+                Ok(_) => {}
+                Err(RefreshError::Failed(e)) => return Err(WarmUpError(e.message)),
+                Err(RefreshError::CoolingDown(_)) if remote.cached().is_some() => {}
+                Err(RefreshError::CoolingDown(wait)) => {
+                    return Err(WarmUpError(format!(
+                        "a fetch failed recently; retry in {wait:?}"
+                    )));
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// The state of each issuer's key set, for health endpoints and
+    /// diagnostics. Reading it never waits on the network.
+    ///
+    /// ```
+    /// use tokenguard::testing::TestIssuer;
+    /// let issuer = TestIssuer::new();
+    /// let status = issuer.guard("https://api.example.com").key_status();
+    /// assert_eq!(status[0].keys_loaded, 4);
+    /// assert!(status[0].last_error.is_none());
+    /// ```
+    pub fn key_status(&self) -> Vec<KeySetStatus> {
+        self.inner
+            .issuers
+            .iter()
+            .map(|v| {
+                let issuer = v.policy.issuer.clone();
+                match &v.keys {
+                    KeySource::Static(keys) => KeySetStatus {
+                        issuer,
+                        source: "static".into(),
+                        keys_loaded: keys.keys.len(),
+                        kids: keys.kids(),
+                        last_refresh: None,
+                        last_error: None,
+                        consecutive_failures: 0,
+                    },
+                    KeySource::Remote(remote) => remote.status(issuer),
+                }
+            })
+            .collect()
+    }
+
+    /// One guard trusting several issuers (multi-tenant). Each guard brings its
+    /// own issuer, keys, audience and rules; a token's `iss` (read before
+    /// verification) chooses which one verifies it. Tokens naming any other
+    /// issuer are refused without any network access. Token sources, realm,
+    /// error bodies and the size limit are those of the first guard.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use tokenguard::{TokenGuard, testing::TestIssuer};
+    /// let a = TestIssuer::with_issuer("https://a.example.com");
+    /// let b = TestIssuer::with_issuer("https://b.example.com");
+    /// let guard = TokenGuard::multi_issuer([a.guard("https://api"), b.guard("https://api")]).unwrap();
+    /// assert!(guard.verify(&b.token().audience("https://api").mint()).await.is_ok());
+    /// let c = TestIssuer::with_issuer("https://c.example.com");
+    /// assert!(guard.verify(&c.token().audience("https://api").mint()).await.is_err());
+    /// # }
+    /// ```
+    pub fn multi_issuer(
+        guards: impl IntoIterator<Item = TokenGuard>,
+    ) -> Result<TokenGuard, BuildError> {
+        let guards: Vec<TokenGuard> = guards.into_iter().collect();
+        let first = guards
+            .first()
+            .ok_or(BuildError::MissingIssuer)?
+            .inner
+            .clone();
+        let mut by_issuer = std::collections::HashMap::new();
+        let mut issuers = Vec::new();
+        for verifier in guards.iter().flat_map(|g| g.inner.issuers.iter()) {
+            let issuer = verifier
+                .policy
+                .issuer
+                .clone()
+                .ok_or(BuildError::MissingIssuer)?;
+            if by_issuer.insert(issuer.clone(), verifier.clone()).is_some() {
+                return Err(BuildError::DuplicateIssuer(issuer));
+            }
+            issuers.push(verifier.clone());
+        }
+        let multi = crate::multi::MultiIssuer {
+            by_issuer,
+            max_token_len: first.max_token_len,
+        };
+        Ok(TokenGuard {
+            inner: Arc::new(GuardInner {
+                verifier: Box::new(multi),
+                issuers,
+                sources: first.sources.clone(),
+                max_token_len: first.max_token_len,
+                errors: first.errors.clone(),
+            }),
+        })
     }
 
     pub(crate) fn sources(&self) -> &TokenSources {
         &self.inner.sources
     }
+}
+
+/// The state of one issuer's key set. See [`TokenGuard::key_status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeySetStatus {
+    /// The issuer the keys belong to (`None` if the issuer check is skipped).
+    pub issuer: Option<String>,
+    /// Where the keys come from: `static`, or the JWKS URL (or the issuer's
+    /// discovery URL while its `jwks_uri` is not known yet).
+    pub source: String,
+    /// How many keys are usable now.
+    pub keys_loaded: usize,
+    /// Their `kid`s.
+    pub kids: Vec<String>,
+    /// When the keys were last fetched successfully.
+    pub last_refresh: Option<std::time::SystemTime>,
+    /// The error of the last fetch, if it failed.
+    pub last_error: Option<String>,
+    /// Fetches failed in a row since the last success.
+    pub consecutive_failures: u32,
 }
 
 /// [`TokenGuard::warm_up`] could not load the issuer's keys.
@@ -156,6 +269,8 @@ pub enum BuildError {
     InvalidUrl(String),
     /// The realm holds characters that cannot appear in a quoted-string.
     InvalidRealm,
+    /// Two guards given to [`TokenGuard::multi_issuer`] trust the same issuer.
+    DuplicateIssuer(String),
     /// The algorithm allowlist is empty, or names an HMAC algorithm without a secret.
     InvalidAlgorithms(String),
     /// The HTTP client could not be built.
@@ -177,6 +292,7 @@ impl fmt::Display for BuildError {
             Self::InvalidKey(why) => write!(f, "invalid key: {why}"),
             Self::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
             Self::InvalidRealm => f.write_str("the realm must be printable ASCII without `\"` or `\\`"),
+            Self::DuplicateIssuer(iss) => write!(f, "issuer {iss:?} is configured twice"),
             Self::InvalidAlgorithms(why) => write!(f, "invalid algorithm allowlist: {why}"),
             Self::HttpClient(why) => write!(f, "could not build the HTTP client: {why}"),
         }
@@ -414,6 +530,34 @@ impl TokenGuardBuilder {
         self
     }
 
+    /// Bounds for a key set's `Cache-Control: max-age` (default 5 min to 24 h).
+    pub fn refresh_bounds(mut self, min: Duration, max: Duration) -> Self {
+        self.remote.min_refresh = min;
+        self.remote.max_refresh = max.max(min);
+        self
+    }
+
+    /// How long past their planned refresh cached keys keep verifying tokens
+    /// while the issuer cannot be reached (default 24 h). After that, requests
+    /// get 503 until a fetch succeeds.
+    pub fn max_key_staleness(mut self, staleness: Duration) -> Self {
+        self.remote.max_stale = staleness;
+        self
+    }
+
+    /// Longest wait between fetch attempts while they keep failing: the
+    /// cooldown doubles with each failure up to this (default 5 min).
+    pub fn max_fetch_backoff(mut self, backoff: Duration) -> Self {
+        self.remote.max_backoff = backoff;
+        self
+    }
+
+    /// Largest JWKS or metadata response accepted, in bytes (default 512 KiB).
+    pub fn max_jwks_size(mut self, bytes: usize) -> Self {
+        self.max_jwks_bytes = Some(bytes);
+        self
+    }
+
     /// Total timeout of one fetch (default 10 s).
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = Some(timeout);
@@ -491,7 +635,6 @@ impl TokenGuardBuilder {
             scope_source: self.scope_source,
         };
 
-        let mut remote = None;
         let keys = if !self.static_keys.is_empty() {
             if self.jwks_url.is_some() {
                 return Err(BuildError::InvalidKey(
@@ -523,19 +666,22 @@ impl TokenGuardBuilder {
                 timeout: self.fetch_timeout.unwrap_or(Duration::from_secs(10)),
                 max_bytes: self.max_jwks_bytes.unwrap_or(512 * 1024),
             };
-            let r = Arc::new(RemoteKeys::new(source, fetcher, algorithms, self.remote));
-            remote = Some(r.clone());
-            KeySource::Remote(r)
+            KeySource::Remote(Arc::new(RemoteKeys::new(
+                source,
+                fetcher,
+                algorithms,
+                self.remote,
+            )))
         };
 
-        let verifier = SharedJwtVerifier(Arc::new(JwtVerifier {
+        let verifier = Arc::new(JwtVerifier {
             policy: policy.clone(),
             keys,
-        }));
+        });
         Ok(TokenGuard {
             inner: Arc::new(GuardInner {
-                verifier: Box::new(verifier),
-                remote,
+                verifier: Box::new(verifier.clone()),
+                issuers: vec![verifier],
                 sources: self.sources,
                 max_token_len: policy.max_token_len,
                 errors: Arc::new(ErrorContext {

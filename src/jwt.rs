@@ -275,12 +275,10 @@ fn no_key(reason: NoKey) -> AuthError {
     }
 }
 
-/// Shared so that pending verifications can own it.
-pub(crate) struct SharedJwtVerifier(pub(crate) Arc<JwtVerifier>);
-
-impl Verifier for SharedJwtVerifier {
+// On the `Arc` so that a pending verification can own the verifier.
+impl Verifier for Arc<JwtVerifier> {
     fn verify(&self, token: &str) -> Verification {
-        let this = &self.0;
+        let this = self;
         let parsed = match this.policy.parse(token) {
             Ok(p) => p,
             Err(e) => return Verification::Done(Err(e)),

@@ -64,6 +64,7 @@ mod guard;
 mod jwt;
 mod keys;
 pub mod layer;
+mod multi;
 pub mod scope;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -73,7 +74,9 @@ pub use credential::TokenSources;
 pub use error::{AuthError, AuthErrorKind, ChallengeBody, ErrorBody, InvalidRequest, InvalidToken};
 #[cfg(feature = "axum")]
 pub use extract::{AuthRejection, Claims, RequireScope, Token};
-pub use guard::{BuildError, DEFAULT_ALGORITHMS, TokenGuard, TokenGuardBuilder, WarmUpError};
+pub use guard::{
+    BuildError, DEFAULT_ALGORITHMS, KeySetStatus, TokenGuard, TokenGuardBuilder, WarmUpError,
+};
 pub use jsonwebtoken::Algorithm;
 pub use layer::{RequireScopeLayer, TokenGuardLayer, TokenGuardService, require_scope};
 pub use scope::{AnyOf, Scope, ScopeRequirement, ScopeSource, Scopes};

@@ -192,6 +192,11 @@ pub(crate) enum RemoteSource {
 #[derive(Debug, Clone)]
 pub(crate) struct RemoteConfig {
     pub(crate) refetch_cooldown: Duration,
+    /// Longest wait between attempts while fetches keep failing.
+    pub(crate) max_backoff: Duration,
+    /// How long past their planned refresh cached keys keep serving while
+    /// refreshes fail.
+    pub(crate) max_stale: Duration,
     pub(crate) refresh_interval: Duration,
     pub(crate) min_refresh: Duration,
     pub(crate) max_refresh: Duration,
@@ -201,6 +206,8 @@ impl Default for RemoteConfig {
     fn default() -> Self {
         Self {
             refetch_cooldown: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(5 * 60),
+            max_stale: Duration::from_secs(24 * 60 * 60),
             refresh_interval: Duration::from_secs(10 * 60),
             min_refresh: Duration::from_secs(5 * 60),
             max_refresh: Duration::from_secs(24 * 60 * 60),
@@ -211,6 +218,8 @@ impl Default for RemoteConfig {
 struct Loaded {
     keys: Arc<KeySet>,
     refresh_at: Instant,
+    /// Past this, the keys are too stale to serve.
+    expires_at: Instant,
 }
 
 type SharedFetch = Shared<BoxFuture<'static, Result<Arc<KeySet>, FetchError>>>;
@@ -220,7 +229,10 @@ struct State {
     inflight: Option<SharedFetch>,
     last_attempt: Option<Instant>,
     jwks_uri: Option<Url>,
-    failing: bool,
+    /// Fetches failed in a row.
+    failures: u32,
+    last_error: Option<String>,
+    last_success: Option<std::time::SystemTime>,
 }
 
 /// Why [`RemoteKeys::refresh`] gave no keys.
@@ -264,14 +276,53 @@ impl RemoteKeys {
     }
 
     /// The cached keys, without waiting. Starts a background refresh when
-    /// they are due for one.
+    /// they are due for one; `None` when there are none, or they are past
+    /// their staleness limit.
     pub(crate) fn cached(self: &Arc<Self>) -> Option<Arc<KeySet>> {
         let loaded = self.current.load();
         let loaded = loaded.as_ref()?;
-        if Instant::now() >= loaded.refresh_at {
+        let now = Instant::now();
+        if now >= loaded.refresh_at {
             self.refresh_in_background();
         }
-        Some(loaded.keys.clone())
+        (now < loaded.expires_at).then(|| loaded.keys.clone())
+    }
+
+    /// The wait imposed after the last attempt: the cooldown, doubled for
+    /// each failure in a row, up to `max_backoff`.
+    fn wait_after(&self, failures: u32) -> Duration {
+        let base = self.cfg.refetch_cooldown;
+        if failures <= 1 {
+            return base;
+        }
+        let factor = 1u32.checked_shl(failures - 1).unwrap_or(u32::MAX);
+        base.saturating_mul(factor)
+            .min(self.cfg.max_backoff.max(base))
+    }
+
+    /// The state of the key set, for health reports.
+    pub(crate) fn status(&self, issuer: Option<String>) -> crate::guard::KeySetStatus {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let loaded = self.current.load();
+        let keys = loaded
+            .as_ref()
+            .filter(|l| Instant::now() < l.expires_at)
+            .map(|l| l.keys.clone());
+        let source = match (&self.source, &state.jwks_uri) {
+            (RemoteSource::Jwks(url), _) | (RemoteSource::Discovery(_), Some(url)) => {
+                url.to_string()
+            }
+            (RemoteSource::Discovery(issuer), None) => format!("discovery of {issuer}"),
+        };
+        crate::guard::KeySetStatus {
+            issuer,
+            source,
+            keys_loaded: keys.as_ref().map_or(0, |k| k.keys.len()),
+            kids: keys.map(|k| k.kids()).unwrap_or_default(),
+            last_refresh: state.last_success,
+            last_error: state.last_error.clone(),
+            consecutive_failures: state.failures,
+        }
     }
 
     fn refresh_in_background(self: &Arc<Self>) {
@@ -296,9 +347,10 @@ impl RemoteKeys {
         }
         let now = Instant::now();
         if let Some(last) = state.last_attempt {
+            let wait = self.wait_after(state.failures);
             let since = now.saturating_duration_since(last);
-            if since < self.cfg.refetch_cooldown {
-                return Err(RefreshError::CoolingDown(self.cfg.refetch_cooldown - since));
+            if since < wait {
+                return Err(RefreshError::CoolingDown(wait - since));
             }
         }
         state.last_attempt = Some(now);
@@ -323,14 +375,18 @@ impl RemoteKeys {
                 let interval = max_age
                     .map(|age| age.clamp(self.cfg.min_refresh, self.cfg.max_refresh))
                     .unwrap_or(self.cfg.refresh_interval);
+                let now = Instant::now();
                 let previous = self.current.swap(Some(Arc::new(Loaded {
                     keys: keys.clone(),
-                    refresh_at: Instant::now() + interval,
+                    refresh_at: now + interval,
+                    expires_at: now + interval + self.cfg.max_stale,
                 })));
-                if state.failing {
-                    tracing::info!(source = ?self.source, "key set fetch recovered");
+                if state.failures > 0 {
+                    tracing::info!(source = ?self.source, failures = state.failures, "key set fetch recovered");
                 }
-                state.failing = false;
+                state.failures = 0;
+                state.last_error = None;
+                state.last_success = Some(std::time::SystemTime::now());
                 let kids = keys.kids();
                 match previous {
                     Some(prev) if prev.keys.kids() != kids => {
@@ -341,12 +397,14 @@ impl RemoteKeys {
                 }
             }
             Err(e) => {
-                if !state.failing {
+                // One warning per incident; repeats go to DEBUG.
+                if state.failures == 0 {
                     tracing::warn!(source = ?self.source, error = %e, "key set fetch failed; keeping the last good keys, if any");
                 } else {
-                    tracing::debug!(source = ?self.source, error = %e, "key set fetch failed again");
+                    tracing::debug!(source = ?self.source, error = %e, failures = state.failures + 1, "key set fetch failed again");
                 }
-                state.failing = true;
+                state.failures = state.failures.saturating_add(1);
+                state.last_error = Some(e.message.clone());
             }
         }
         result.map(|(keys, _)| keys)
