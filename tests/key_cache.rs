@@ -1,0 +1,209 @@
+//! The remote key cache over loopback HTTP: status view, background refresh
+//! honouring `Cache-Control`, rotation through refresh, bounded staleness and
+//! backoff while the issuer fails.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::server::{Answer, JwksServer};
+use common::*;
+use tokenguard::testing::TestIssuer;
+use tokenguard::{AuthErrorKind, InvalidToken, TokenGuard, TokenGuardBuilder};
+
+async fn setup() -> (TestIssuer, JwksServer) {
+    let issuer = TestIssuer::new();
+    let server = JwksServer::start(issuer.jwks()).await;
+    (issuer, server)
+}
+
+fn builder(issuer: &TestIssuer, server: &JwksServer) -> TokenGuardBuilder {
+    TokenGuard::builder()
+        .issuer(issuer.issuer())
+        .audience(AUD)
+        .jwks_url(server.jwks_url())
+}
+
+/// Polls `cond` every 10 ms for up to 3 s.
+async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..300 {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn status_reports_loads_and_failures() {
+    let (issuer, server) = setup().await;
+    let guard = builder(&issuer, &server)
+        .refetch_cooldown(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let before = &guard.key_status()[0];
+    assert_eq!(
+        (
+            before.keys_loaded,
+            before.last_refresh,
+            before.consecutive_failures
+        ),
+        (0, None, 0)
+    );
+    assert_eq!(before.source, server.jwks_url());
+    assert_eq!(before.issuer.as_deref(), Some(issuer.issuer()));
+
+    guard
+        .verify(&issuer.token().audience(AUD).mint())
+        .await
+        .unwrap();
+    let loaded = &guard.key_status()[0];
+    assert_eq!(loaded.keys_loaded, 4);
+    assert!(
+        loaded
+            .kids
+            .contains(&issuer.kid(tokenguard::Algorithm::ES256))
+    );
+    assert!(loaded.last_refresh.is_some());
+    assert!(loaded.last_error.is_none());
+
+    server.set(Answer::Status(StatusCode::INTERNAL_SERVER_ERROR));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let unknown = issuer
+        .token()
+        .audience(AUD)
+        .kid(Some("rotated-away"))
+        .mint();
+    assert_eq!(
+        guard.verify(&unknown).await.unwrap_err().kind(),
+        &AuthErrorKind::InvalidToken(InvalidToken::UnknownKey)
+    );
+    let failing = &guard.key_status()[0];
+    assert_eq!(failing.consecutive_failures, 1);
+    assert!(
+        failing.last_error.as_deref().unwrap().contains("500"),
+        "{:?}",
+        failing.last_error
+    );
+    assert_eq!(failing.keys_loaded, 4, "the last good keys stay");
+    assert_eq!(failing.last_refresh, loaded.last_refresh);
+}
+
+#[tokio::test]
+async fn background_refresh_honours_max_age_and_rotates_keys() {
+    let (issuer, server) = setup().await;
+    server.set_cache_control("public, max-age=0");
+    let guard = builder(&issuer, &server)
+        .refresh_bounds(Duration::from_millis(100), Duration::from_secs(3600))
+        .refetch_cooldown(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let old_token = issuer.token().audience(AUD).mint();
+    guard.verify(&old_token).await.unwrap();
+    assert_eq!(server.jwks_hits(), 1);
+
+    // The issuer rotates to a new key set.
+    let rotated = TestIssuer::with_issuer(issuer.issuer());
+    server.set(Answer::Jwks(rotated.jwks()));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Due for refresh: this request is served from the cache at once, and a
+    // background refresh starts.
+    guard.verify(&old_token).await.unwrap();
+    assert!(
+        eventually(|| server.jwks_hits() == 2).await,
+        "background refresh happened"
+    );
+    assert!(
+        eventually(|| guard.key_status()[0]
+            .kids
+            .contains(&rotated.kid(tokenguard::Algorithm::ES256)))
+        .await
+    );
+    // The retired key no longer verifies; the new one does.
+    assert_eq!(
+        guard.verify(&old_token).await.unwrap_err().kind(),
+        &AuthErrorKind::InvalidToken(InvalidToken::UnknownKey)
+    );
+    guard
+        .verify(&rotated.token().audience(AUD).mint())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn refresh_interval_applies_without_cache_control() {
+    let (issuer, server) = setup().await;
+    let guard = builder(&issuer, &server)
+        .refresh_interval(Duration::from_millis(100))
+        .refetch_cooldown(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let token = issuer.token().audience(AUD).mint();
+    guard.verify(&token).await.unwrap();
+    guard.verify(&token).await.unwrap();
+    assert_eq!(server.jwks_hits(), 1, "fresh keys are not refetched");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    guard.verify(&token).await.unwrap();
+    assert!(eventually(|| server.jwks_hits() == 2).await);
+}
+
+#[tokio::test]
+async fn keys_stop_serving_past_the_staleness_limit() {
+    let (issuer, server) = setup().await;
+    let guard = builder(&issuer, &server)
+        .refresh_interval(Duration::from_millis(50))
+        .max_key_staleness(Duration::from_millis(300))
+        .refetch_cooldown(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let app = app(&guard);
+    let token = issuer.token().audience(AUD).mint();
+    assert_eq!(bearer(&app, "/me", &token).await.status(), StatusCode::OK);
+    server.set(Answer::Status(StatusCode::SERVICE_UNAVAILABLE));
+    // Past the planned refresh but within the staleness limit: still served.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(bearer(&app, "/me", &token).await.status(), StatusCode::OK);
+    // Past the limit: 503 with Retry-After, never 401.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = bearer(&app, "/me", &token).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key(http::header::RETRY_AFTER));
+    assert!(challenge(&res).is_none());
+    // The issuer recovers: served again.
+    server.set(Answer::Jwks(issuer.jwks()));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(bearer(&app, "/me", &token).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn failing_fetches_back_off() {
+    let (issuer, server) = setup().await;
+    server.set(Answer::Status(StatusCode::INTERNAL_SERVER_ERROR));
+    let guard = builder(&issuer, &server)
+        .refetch_cooldown(Duration::from_millis(100))
+        .max_fetch_backoff(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let token = issuer.token().audience(AUD).mint();
+    let retry_after = |e: tokenguard::AuthError| match e.kind() {
+        AuthErrorKind::KeysUnavailable { retry_after } => *retry_after,
+        other => panic!("expected KeysUnavailable, got {other:?}"),
+    };
+    // First failure: the cooldown.
+    let first = retry_after(guard.verify(&token).await.unwrap_err());
+    assert_eq!(first, Duration::from_millis(100));
+    assert_eq!(server.jwks_hits(), 1);
+    // Within it: no new fetch.
+    let _ = guard.verify(&token).await.unwrap_err();
+    assert_eq!(server.jwks_hits(), 1);
+    // Second failure doubles the wait.
+    tokio::time::sleep(Duration::from_millis(110)).await;
+    let _ = guard.verify(&token).await.unwrap_err();
+    assert_eq!(server.jwks_hits(), 2);
+    let waiting = retry_after(guard.verify(&token).await.unwrap_err());
+    assert!(waiting > Duration::from_millis(150), "{waiting:?}");
+    assert_eq!(server.jwks_hits(), 2);
+    assert_eq!(guard.key_status()[0].consecutive_failures, 2);
+}
