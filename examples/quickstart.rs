@@ -5,8 +5,10 @@
 //! ```
 //!
 //! Without configuration it starts an embedded development issuer (keys
-//! generated in-process, nothing external) and prints ready-to-paste `curl`
-//! lines with a read-only and a read-write token.
+//! generated in-process, served with its discovery document on a loopback
+//! port, nothing external) and prints ready-to-paste `curl` lines with a
+//! read-only and a read-write token. The API finds the issuer's keys through
+//! discovery, exactly as it would with a real issuer.
 //!
 //! With `ISSUER_URL=https://id.example.com AUDIENCE=https://api.example.com`
 //! it trusts that issuer instead, finding its keys through discovery, with the
@@ -21,7 +23,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokenguard::testing::TestIssuer;
+use tokenguard::testing::TestIssuerServer;
 use tokenguard::{AccessTokenClaims, Claims, RequireScope, TokenGuard, scopes};
 
 scopes! {
@@ -108,8 +110,16 @@ async fn main() {
             (guard, None)
         }
         (None, None) => {
-            let issuer = TestIssuer::with_issuer("http://127.0.0.1/dev-issuer");
-            (issuer.guard(DEV_AUDIENCE), Some(issuer))
+            let dev = TestIssuerServer::start()
+                .await
+                .unwrap_or_else(|e| fail(format!("cannot start the development issuer: {e}")));
+            let guard = dev
+                .guard_builder(DEV_AUDIENCE)
+                .build()
+                .unwrap_or_else(|e| fail(e));
+            // Fail fast if discovery does not work.
+            guard.warm_up().await.unwrap_or_else(|e| fail(e));
+            (guard, Some(dev))
         }
         _ => fail("set both ISSUER_URL and AUDIENCE, or neither (for the development issuer)"),
     };
@@ -132,7 +142,8 @@ async fn main() {
         });
     let base = format!("http://{addr}");
 
-    if let Some(issuer) = dev_issuer {
+    if let Some(dev) = &dev_issuer {
+        let issuer = dev.issuer();
         let hour = Duration::from_secs(3600);
         let read = issuer
             .token()
@@ -150,7 +161,8 @@ async fn main() {
             .mint();
         println!(
             r#"
-tokenguard quickstart: invoices API on {base}, trusting an embedded development issuer.
+tokenguard quickstart: invoices API on {base}, trusting an embedded development issuer
+at {issuer_url} (discovery: {issuer_url}/.well-known/openid-configuration).
 Tokens below are valid for one hour. Paste these lines into a shell:
 
 export READ_TOKEN='{read}'
@@ -165,7 +177,8 @@ curl -i -X POST {base}/invoices -H "Authorization: Bearer $WRITE_TOKEN" \
      -H 'content-type: application/json' -d '{{"customer":"ACME","amount_cents":1200}}'   # 201
 curl -i {base}/me -H "Authorization: Bearer $WRITE_TOKEN"           # 200, the verified claims
 curl -i {base}/me -H "Authorization: Bearer garbage"                # 401 invalid_token
-"#
+"#,
+            issuer_url = dev.url()
         );
     } else {
         println!("Listening on {base}: GET/POST /invoices, GET /me, GET /healthz.");

@@ -385,3 +385,199 @@ fn sign(issuer: &TestIssuer, alg: Algorithm, hmac: Option<&[u8]>, msg: &[u8]) ->
         other => panic!("the test issuer cannot sign {other:?}"),
     }
 }
+
+/// A [`TestIssuer`] served over HTTP on a loopback port: its discovery
+/// document (`/.well-known/openid-configuration`) and JWK set (`/jwks`), for
+/// end-to-end tests through the guard's real network path. Keys can be rotated
+/// and retired at runtime. The server stops when this value is dropped.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use tokenguard::testing::TestIssuerServer;
+///
+/// let server = TestIssuerServer::start().await.unwrap();
+/// let guard = tokenguard::TokenGuard::builder()
+///     .issuer(server.url())              // discovery over loopback HTTP
+///     .audience("https://api.example.com")
+///     .build()
+///     .unwrap();
+/// let token = server.issuer().token().audience("https://api.example.com").mint();
+/// assert!(guard.verify(&token).await.is_ok());
+/// assert_eq!(server.jwks_requests(), 1);
+///
+/// // Rotate: new keys are published beside the old ones, then the old ones retire.
+/// let old = server.rotate();
+/// server.retire(&old);
+/// assert_eq!(server.published().len(), 1);
+/// # }
+/// ```
+pub struct TestIssuerServer {
+    url: String,
+    state: Arc<ServerState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct ServerState {
+    /// Key sets published in the JWKS; the last one signs new tokens.
+    published: std::sync::Mutex<Vec<TestIssuer>>,
+    jwks_requests: std::sync::atomic::AtomicUsize,
+    discovery_requests: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for TestIssuerServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestIssuerServer")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TestIssuerServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestIssuerServer {
+    /// Binds `127.0.0.1` on a free port and serves a new issuer whose `iss`
+    /// is `http://127.0.0.1:PORT`.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(0).await
+    }
+
+    /// Like [`start`](Self::start), on the given port (0 for a free one).
+    pub async fn start_on(port: u16) -> std::io::Result<Self> {
+        use axum::routing::get;
+        use std::sync::atomic::Ordering;
+
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let state = Arc::new(ServerState {
+            published: std::sync::Mutex::new(vec![TestIssuer::with_issuer(url.clone())]),
+            jwks_requests: Default::default(),
+            discovery_requests: Default::default(),
+        });
+        let json = |v: Value| {
+            (
+                [(http::header::CONTENT_TYPE, "application/json")],
+                v.to_string(),
+            )
+        };
+        let discovery = {
+            let (state, url) = (state.clone(), url.clone());
+            move || async move {
+                state.discovery_requests.fetch_add(1, Ordering::SeqCst);
+                json(json!({
+                    "issuer": url,
+                    "jwks_uri": format!("{url}/jwks"),
+                    "id_token_signing_alg_values_supported": ["RS256", "ES256", "ES384", "EdDSA"],
+                }))
+            }
+        };
+        let jwks = {
+            let state = state.clone();
+            move || async move {
+                state.jwks_requests.fetch_add(1, Ordering::SeqCst);
+                let published = state
+                    .published
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let keys: Vec<Value> = published
+                    .iter()
+                    .flat_map(|issuer| {
+                        issuer.jwks()["keys"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                json(json!({ "keys": keys }))
+            }
+        };
+        let app = axum::Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { url, state, task })
+    }
+
+    /// The issuer URL (`http://127.0.0.1:PORT`), which is also the `iss` of its tokens.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The JWKS URL.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/jwks", self.url)
+    }
+
+    /// The key set that signs new tokens (the newest published).
+    pub fn issuer(&self) -> TestIssuer {
+        self.published()
+            .pop()
+            .expect("at least one key set is published")
+    }
+
+    /// Every published key set, oldest first.
+    pub fn published(&self) -> Vec<TestIssuer> {
+        self.state
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Publishes a new key set, which signs new tokens from now on; the
+    /// previous ones stay published (overlap) until retired. Returns the
+    /// previous signing key set.
+    pub fn rotate(&self) -> TestIssuer {
+        let mut published = self
+            .state
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let previous = published
+            .last()
+            .cloned()
+            .expect("at least one key set is published");
+        published.push(TestIssuer::with_issuer(self.url.clone()));
+        previous
+    }
+
+    /// Removes a key set from the JWKS. Tokens it signed stop verifying once
+    /// guards refetch the set.
+    pub fn retire(&self, keys: &TestIssuer) {
+        let mut published = self
+            .state
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if published.len() > 1 {
+            published.retain(|k| !Arc::ptr_eq(&k.keys, &keys.keys));
+        }
+    }
+
+    /// How many JWKS requests the server answered.
+    pub fn jwks_requests(&self) -> usize {
+        self.state
+            .jwks_requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many discovery requests the server answered.
+    pub fn discovery_requests(&self) -> usize {
+        self.state
+            .discovery_requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A builder trusting this server through discovery, for `audience`.
+    pub fn guard_builder(&self, audience: &str) -> crate::TokenGuardBuilder {
+        TokenGuard::builder()
+            .issuer(self.url.clone())
+            .audience(audience)
+    }
+}
