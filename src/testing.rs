@@ -280,6 +280,12 @@ impl TokenBuilder {
         self.claim("iat", now - 600).claim("exp", now - 300)
     }
 
+    /// `aud` of another resource (`https://other-resource.invalid`), for
+    /// negative tests.
+    pub fn wrong_audience(self) -> Self {
+        self.claim("aud", "https://other-resource.invalid")
+    }
+
     /// `nbf` this far in the future.
     pub fn not_before_in(self, d: Duration) -> Self {
         let now = NumericDate::now().as_secs();
