@@ -318,7 +318,7 @@ impl Verifier for Arc<JwtVerifier> {
                             RefreshError::CoolingDown(wait) => wait,
                             RefreshError::Failed(e) => {
                                 tracing::debug!(error = %e, "no keys for a token: fetch failed");
-                                remote.cooldown()
+                                remote.next_attempt_in()
                             }
                         };
                         return Err(AuthError::keys_unavailable(wait));

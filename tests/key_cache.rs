@@ -193,7 +193,10 @@ async fn failing_fetches_back_off() {
     };
     // First failure: the cooldown.
     let first = retry_after(guard.verify(&token).await.unwrap_err());
-    assert_eq!(first, Duration::from_millis(100));
+    assert!(
+        first > Duration::from_millis(50) && first <= Duration::from_millis(100),
+        "{first:?}"
+    );
     assert_eq!(server.jwks_hits(), 1);
     // Within it: no new fetch.
     let _ = guard.verify(&token).await.unwrap_err();
@@ -206,4 +209,102 @@ async fn failing_fetches_back_off() {
     assert!(waiting > Duration::from_millis(150), "{waiting:?}");
     assert_eq!(server.jwks_hits(), 2);
     assert_eq!(guard.key_status()[0].consecutive_failures, 2);
+}
+
+/// A fetch cut off by its runtime shutting down must not leave the guard
+/// joining a dead fetch forever.
+#[test]
+fn a_fetch_interrupted_by_runtime_shutdown_does_not_wedge_the_guard() {
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let server_rt = rt();
+    let issuer = TestIssuer::new();
+    // A server that answers slowly the first time.
+    let slow = server_rt.block_on(async {
+        use axum::routing::get;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let jwks = issuer.jwks();
+        let first = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let app = axum::Router::new().route(
+            "/jwks",
+            get(move || {
+                let (jwks, first) = (jwks.clone(), first.clone());
+                async move {
+                    if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    axum::Json(jwks)
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    });
+    let guard = TokenGuard::builder()
+        .issuer(issuer.issuer())
+        .audience(AUD)
+        .jwks_url(slow)
+        .refetch_cooldown(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let token = issuer.token().audience(AUD).mint();
+
+    // Runtime A starts the fetch and goes away mid-fetch.
+    let a = rt();
+    let g = guard.clone();
+    let t = token.clone();
+    a.block_on(async move {
+        let _ = tokio::time::timeout(Duration::from_millis(100), g.verify(&t)).await;
+    });
+    drop(a);
+
+    // Runtime B: after the cooldown and backoff, a new fetch succeeds.
+    let b = rt();
+    let ok = b.block_on(async {
+        for _ in 0..100 {
+            if guard.verify(&token).await.is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    });
+    assert!(ok, "the guard fetched again after the interrupted fetch");
+    drop(server_rt);
+}
+
+#[tokio::test]
+async fn retry_after_reports_the_backed_off_wait() {
+    let (issuer, server) = setup().await;
+    server.set(Answer::Status(StatusCode::INTERNAL_SERVER_ERROR));
+    let guard = builder(&issuer, &server)
+        .refetch_cooldown(Duration::from_millis(200))
+        .max_fetch_backoff(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let token = issuer.token().audience(AUD).mint();
+    let wait = |e: tokenguard::AuthError| match e.kind() {
+        AuthErrorKind::KeysUnavailable { retry_after } => *retry_after,
+        other => panic!("expected KeysUnavailable, got {other:?}"),
+    };
+    let first = wait(guard.verify(&token).await.unwrap_err());
+    assert!(
+        first > Duration::from_millis(150) && first <= Duration::from_millis(200),
+        "{first:?}"
+    );
+    tokio::time::sleep(first + Duration::from_millis(10)).await;
+    // The second failure itself reports the doubled wait.
+    let second = wait(guard.verify(&token).await.unwrap_err());
+    assert_eq!(server.jwks_hits(), 2);
+    assert!(second > Duration::from_millis(350), "{second:?}");
+    // Waiting that long allows the next attempt.
+    tokio::time::sleep(second + Duration::from_millis(10)).await;
+    let _ = guard.verify(&token).await.unwrap_err();
+    assert_eq!(server.jwks_hits(), 3);
 }

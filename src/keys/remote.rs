@@ -244,6 +244,23 @@ pub(crate) enum RefreshError {
     Failed(FetchError),
 }
 
+/// Clears `inflight` and counts a failure if a fetch task is dropped before it
+/// stores its result.
+struct Interrupted {
+    remote: Option<Arc<RemoteKeys>>,
+}
+
+impl Drop for Interrupted {
+    fn drop(&mut self) {
+        if let Some(remote) = self.remote.take() {
+            let mut state = remote.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.inflight = None;
+            state.failures = state.failures.saturating_add(1);
+            state.last_error = Some("the key fetch was interrupted".into());
+        }
+    }
+}
+
 /// A cached remote key set.
 pub(crate) struct RemoteKeys {
     source: RemoteSource,
@@ -269,10 +286,6 @@ impl RemoteKeys {
             current: ArcSwapOption::empty(),
             state: Mutex::default(),
         }
-    }
-
-    pub(crate) fn cooldown(&self) -> Duration {
-        self.cfg.refetch_cooldown
     }
 
     /// The cached keys, without waiting. Starts a background refresh when
@@ -329,8 +342,25 @@ impl RemoteKeys {
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
-        if let Ok(fetch) = self.start_fetch() {
+        // Never wait for the state lock on the request path: if another
+        // caller holds it, that caller is already deciding about a fetch.
+        let Ok(mut state) = self.state.try_lock() else {
+            return;
+        };
+        if let Ok(fetch) = self.start_fetch_locked(&mut state) {
+            drop(state);
             tokio::spawn(fetch);
+        }
+    }
+
+    /// How long until the next fetch attempt is allowed (zero if now).
+    pub(crate) fn next_attempt_in(&self) -> Duration {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match state.last_attempt {
+            Some(last) => self
+                .wait_after(state.failures)
+                .saturating_sub(last.elapsed()),
+            None => Duration::ZERO,
         }
     }
 
@@ -342,6 +372,13 @@ impl RemoteKeys {
 
     fn start_fetch(self: &Arc<Self>) -> Result<SharedFetch, RefreshError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.start_fetch_locked(&mut state)
+    }
+
+    fn start_fetch_locked(
+        self: &Arc<Self>,
+        state: &mut State,
+    ) -> Result<SharedFetch, RefreshError> {
         if let Some(inflight) = &state.inflight {
             return Ok(inflight.clone());
         }
@@ -355,13 +392,29 @@ impl RemoteKeys {
         }
         state.last_attempt = Some(now);
         let this = self.clone();
-        let task = tokio::spawn(async move { this.fetch_and_store().await });
-        let shared = async move {
-            task.await
-                .unwrap_or_else(|_| Err(FetchError::new("the key fetch task failed")))
-        }
-        .boxed()
-        .shared();
+        let fetch = async move {
+            // If this task never completes (its runtime shuts down, or it
+            // panics), the guard still clears `inflight`, so that a later
+            // caller can start a new fetch instead of joining a dead one.
+            let mut interrupted = Interrupted {
+                remote: Some(this.clone()),
+            };
+            let result = this.fetch_and_store().await;
+            interrupted.remote = None;
+            result
+        };
+        let shared = if tokio::runtime::Handle::try_current().is_ok() {
+            // In its own task, so that callers going away do not cancel it.
+            let task = tokio::spawn(fetch);
+            async move {
+                task.await
+                    .unwrap_or_else(|_| Err(FetchError::new("the key fetch was interrupted")))
+            }
+            .boxed()
+            .shared()
+        } else {
+            fetch.boxed().shared()
+        };
         state.inflight = Some(shared.clone());
         Ok(shared)
     }
@@ -414,12 +467,16 @@ impl RemoteKeys {
         let url = match &self.source {
             RemoteSource::Jwks(url) => url.clone(),
             RemoteSource::Discovery(issuer) => {
-                let known = self
-                    .state
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .jwks_uri
-                    .clone();
+                // After a failed fetch, discover the `jwks_uri` again, in
+                // case the issuer moved it.
+                let known = {
+                    let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                    if state.failures > 0 {
+                        None
+                    } else {
+                        state.jwks_uri.clone()
+                    }
+                };
                 match known {
                     Some(url) => url,
                     None => {
