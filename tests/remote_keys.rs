@@ -540,7 +540,7 @@ async fn burst_of_unknown_kids_causes_no_fetch_within_the_cooldown() {
     guard.warm_up().await.unwrap();
     assert_eq!(server.hits(JWKS), 1);
 
-    let tasks: Vec<_> = (0..200)
+    let tasks: Vec<_> = (0..1000)
         .map(|i| {
             let guard = guard.clone();
             let t = issuer
@@ -564,6 +564,41 @@ async fn burst_of_unknown_kids_causes_no_fetch_within_the_cooldown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_unknown_kids_after_the_cooldown_causes_exactly_one_fetch() {
+    let cooldown = Duration::from_millis(100);
+    let server = Server::start().await;
+    let issuer = TestIssuer::with_issuer(server.url(""));
+    server.set(JWKS, Reply::Json(issuer.jwks()));
+    let guard = jwks_guard(&issuer, &server.url(JWKS), cooldown);
+    guard.warm_up().await.unwrap();
+    let loaded = Instant::now();
+    let tokens: Vec<String> = (0..1000)
+        .map(|i| {
+            issuer
+                .token()
+                .audience(AUD)
+                .kid(Some(&random_kid(i)))
+                .mint()
+        })
+        .collect();
+    // A slow issuer, so that the burst overlaps the fetch it causes.
+    server.set_delay(Duration::from_millis(100));
+    sleep_past(loaded, cooldown).await;
+    let tasks: Vec<_> = tokens
+        .into_iter()
+        .map(|t| {
+            let guard = guard.clone();
+            tokio::spawn(async move { guard.verify(&t).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_unknown_key(&task.await.unwrap().unwrap_err());
+    }
+    // 1,000 unknown kids: one shared fetch, then the cooldown.
+    assert_eq!(server.hits(JWKS), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_after_rotation_shares_one_fetch() {
     let cooldown = Duration::from_millis(100);
     let server = Server::start().await;
@@ -579,7 +614,7 @@ async fn burst_after_rotation_shares_one_fetch() {
     server.set_delay(Duration::from_millis(200));
     sleep_past(loaded, cooldown).await;
 
-    let tokens: Vec<String> = (0..200).map(|_| token(&new)).collect();
+    let tokens: Vec<String> = (0..1000).map(|_| token(&new)).collect();
     let tasks: Vec<_> = tokens
         .into_iter()
         .map(|t| {
