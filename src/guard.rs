@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use crate::cache::{TokenCache, TokenCacheConfig};
 use crate::claims::AccessToken;
 use crate::credential::TokenSources;
 use crate::error::{AuthError, ErrorBody, ErrorContext, RenderError};
@@ -340,6 +341,7 @@ pub struct TokenGuardBuilder {
     remote: RemoteConfig,
     fetch_timeout: Option<Duration>,
     max_jwks_bytes: Option<usize>,
+    token_cache: Option<Option<TokenCacheConfig>>,
 }
 
 impl TokenGuardBuilder {
@@ -418,11 +420,11 @@ impl TokenGuardBuilder {
             return self;
         }
         self.hmac_algs.push(alg);
-        self.static_keys.push(Ok(VerifyingKey {
-            kid: kid.map(Into::into),
-            algs: KeyAlgs::Pinned(alg),
-            key: DecodingKey::from_secret(secret),
-        }));
+        self.static_keys.push(Ok(VerifyingKey::new(
+            kid.map(Into::into),
+            KeyAlgs::Pinned(alg),
+            DecodingKey::from_secret(secret),
+        )));
         self
     }
 
@@ -431,11 +433,11 @@ impl TokenGuardBuilder {
         if alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
             self.hmac_algs.push(alg);
         }
-        self.static_keys.push(Ok(VerifyingKey {
-            kid: kid.map(Into::into),
-            algs: KeyAlgs::Pinned(alg),
+        self.static_keys.push(Ok(VerifyingKey::new(
+            kid.map(Into::into),
+            KeyAlgs::Pinned(alg),
             key,
-        }));
+        )));
         self
     }
 
@@ -564,6 +566,22 @@ impl TokenGuardBuilder {
         self
     }
 
+    /// Settings of the verified-token cache, which is on by default
+    /// ([`TokenCacheConfig::default`]): a token seen again within its
+    /// lifetime (and the cache's max TTL) skips the signature check; `exp`
+    /// and `nbf` are checked on every request, and entries whose key left the
+    /// key set are dropped.
+    pub fn token_cache(mut self, config: TokenCacheConfig) -> Self {
+        self.token_cache = Some(Some(config));
+        self
+    }
+
+    /// Verify every token fully, every time.
+    pub fn disable_token_cache(mut self) -> Self {
+        self.token_cache = Some(None);
+        self
+    }
+
     /// Accept tokens for any audience. Only for a resource server that is
     /// the sole audience of its issuer: otherwise tokens minted for other
     /// services are accepted here too.
@@ -674,9 +692,13 @@ impl TokenGuardBuilder {
             )))
         };
 
+        let cache = self
+            .token_cache
+            .unwrap_or(Some(TokenCacheConfig::default()));
         let verifier = Arc::new(JwtVerifier {
             policy: policy.clone(),
             keys,
+            cache: cache.as_ref().map(TokenCache::new),
         });
         Ok(TokenGuard {
             inner: Arc::new(GuardInner {

@@ -16,6 +16,7 @@ use jsonwebtoken::Algorithm;
 use jsonwebtoken::crypto::CryptoProvider;
 use serde::Deserialize;
 
+use crate::cache::TokenCache;
 use crate::claims::{AccessToken, AccessTokenClaims, NumericDate};
 use crate::error::{AuthError, InvalidToken};
 use crate::keys::remote::{RefreshError, RemoteKeys};
@@ -83,6 +84,7 @@ pub(crate) enum KeySource {
 pub(crate) struct JwtVerifier {
     pub(crate) policy: Policy,
     pub(crate) keys: KeySource,
+    pub(crate) cache: Option<TokenCache>,
 }
 
 #[derive(Deserialize)]
@@ -262,9 +264,44 @@ fn check_typ(typ: Option<&str>, require: bool) -> Result<(), AuthError> {
 }
 
 impl JwtVerifier {
-    fn with_keys(&self, parsed: &Parsed<'_>, keys: &KeySet) -> Result<Verified, NoKey> {
+    fn with_keys(
+        &self,
+        token: &str,
+        parsed: &Parsed<'_>,
+        keys: &KeySet,
+    ) -> Result<Verified, NoKey> {
         let key = keys.select(parsed.kid.as_deref(), parsed.alg)?;
-        Ok(self.policy.finish(parsed, key))
+        let verified = self.policy.finish(parsed, key);
+        if let (Ok(t), Some(cache)) = (&verified, &self.cache) {
+            let claims = t.claims();
+            let leeway = self.policy.leeway;
+            if let Some(exp) = claims.exp {
+                cache.insert(
+                    token,
+                    t,
+                    NumericDate::now().as_secs(),
+                    exp.as_secs().saturating_add(leeway),
+                    claims.nbf.map(|n| n.as_secs().saturating_sub(leeway)),
+                    key.fingerprint,
+                );
+            }
+        }
+        Ok(verified)
+    }
+
+    /// A cached verification of exactly this token, still valid now and
+    /// made with a key that is still published.
+    fn cached(&self, token: &str) -> Option<Arc<AccessToken>> {
+        let cache = self.cache.as_ref()?;
+        let now = NumericDate::now().as_secs();
+        match &self.keys {
+            KeySource::Static(_) => cache.get(token, now, |_| true),
+            KeySource::Remote(remote) => cache.get(token, now, |fingerprint| {
+                remote
+                    .cached()
+                    .is_some_and(|keys| keys.contains_fingerprint(fingerprint))
+            }),
+        }
     }
 }
 
@@ -279,6 +316,9 @@ fn no_key(reason: NoKey) -> AuthError {
 impl Verifier for Arc<JwtVerifier> {
     fn verify(&self, token: &str) -> Verification {
         let this = self;
+        if let Some(hit) = this.cached(token) {
+            return Verification::Done(Ok(hit));
+        }
         let parsed = match this.policy.parse(token) {
             Ok(p) => p,
             Err(e) => return Verification::Done(Err(e)),
@@ -286,14 +326,14 @@ impl Verifier for Arc<JwtVerifier> {
         let remote = match &this.keys {
             KeySource::Static(keys) => {
                 return Verification::Done(
-                    this.with_keys(&parsed, keys)
+                    this.with_keys(token, &parsed, keys)
                         .unwrap_or_else(|r| Err(no_key(r))),
                 );
             }
             KeySource::Remote(remote) => remote,
         };
         if let Some(keys) = remote.cached() {
-            match this.with_keys(&parsed, &keys) {
+            match this.with_keys(token, &parsed, &keys) {
                 Ok(done) => return Verification::Done(done),
                 // A key pinned to another algorithm will not change with a refetch.
                 Err(NoKey::AlgorithmMismatch) => {
@@ -326,7 +366,7 @@ impl Verifier for Arc<JwtVerifier> {
                 },
             };
             let parsed = this.policy.parse(&token)?;
-            this.with_keys(&parsed, &keys)
+            this.with_keys(&token, &parsed, &keys)
                 .unwrap_or_else(|r| Err(no_key(r)))
         }))
     }

@@ -55,6 +55,7 @@ compile_error!(
     "tokenguard needs a crypto backend: enable the `aws-lc-rs` (default) or `rust-crypto` feature"
 );
 
+mod cache;
 pub mod claims;
 pub mod credential;
 pub mod error;
@@ -69,6 +70,7 @@ pub mod scope;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use cache::TokenCacheConfig;
 pub use claims::{AccessToken, AccessTokenClaims, Audience, NumericDate};
 pub use credential::TokenSources;
 pub use error::{AuthError, AuthErrorKind, ChallengeBody, ErrorBody, InvalidRequest, InvalidToken};

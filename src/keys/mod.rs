@@ -47,6 +47,32 @@ pub(crate) struct VerifyingKey {
     pub(crate) kid: Option<Box<str>>,
     pub(crate) algs: KeyAlgs,
     pub(crate) key: DecodingKey,
+    /// Identifies the key across key-set refreshes (kid, algorithms and key
+    /// material), so that cached verifications can tell whether their key
+    /// is still published.
+    pub(crate) fingerprint: u64,
+}
+
+impl VerifyingKey {
+    pub(crate) fn new(kid: Option<Box<str>>, algs: KeyAlgs, key: DecodingKey) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        kid.hash(&mut h);
+        format!("{algs:?}").hash(&mut h);
+        match key.kind() {
+            jsonwebtoken::DecodingKeyKind::SecretOrDer(bytes) => bytes.hash(&mut h),
+            jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, e } => {
+                n.hash(&mut h);
+                e.hash(&mut h);
+            }
+        }
+        Self {
+            kid,
+            algs,
+            key,
+            fingerprint: h.finish(),
+        }
+    }
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -101,6 +127,11 @@ impl KeySet {
                 }
             }
         }
+    }
+
+    /// Whether the key with this fingerprint is in the set.
+    pub(crate) fn contains_fingerprint(&self, fingerprint: u64) -> bool {
+        self.keys.iter().any(|k| k.fingerprint == fingerprint)
     }
 
     /// The `kid`s of the set (for logs and health reports).
@@ -272,11 +303,7 @@ pub(crate) fn key_from_jwk(
     if !usable {
         return Err(err("the key's algorithm is not in the allowlist"));
     }
-    Ok(VerifyingKey {
-        kid: jwk.kid.map(Into::into),
-        algs,
-        key,
-    })
+    Ok(VerifyingKey::new(jwk.kid.map(Into::into), algs, key))
 }
 
 /// Parses a JWKS document. Members that cannot be used are skipped with a
@@ -326,11 +353,11 @@ pub(crate) fn parse_jwks(
 pub(crate) fn key_from_pem(pem: &[u8], kid: Option<&str>) -> Result<VerifyingKey, KeyError> {
     let kid = kid.map(Into::into);
     if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-        return Ok(VerifyingKey {
+        return Ok(VerifyingKey::new(
             kid,
-            algs: KeyAlgs::Family(AlgorithmFamily::Rsa),
+            KeyAlgs::Family(AlgorithmFamily::Rsa),
             key,
-        });
+        ));
     }
     if let Ok(key) = DecodingKey::from_ec_pem(pem) {
         let alg = match key.try_get_as_bytes().map(<[u8]>::len) {
@@ -338,18 +365,14 @@ pub(crate) fn key_from_pem(pem: &[u8], kid: Option<&str>) -> Result<VerifyingKey
             Ok(97) => Algorithm::ES384,
             _ => return Err(err("unsupported EC curve in PEM")),
         };
-        return Ok(VerifyingKey {
-            kid,
-            algs: KeyAlgs::Pinned(alg),
-            key,
-        });
+        return Ok(VerifyingKey::new(kid, KeyAlgs::Pinned(alg), key));
     }
     if let Ok(key) = DecodingKey::from_ed_pem(pem) {
-        return Ok(VerifyingKey {
+        return Ok(VerifyingKey::new(
             kid,
-            algs: KeyAlgs::Pinned(Algorithm::EdDSA),
+            KeyAlgs::Pinned(Algorithm::EdDSA),
             key,
-        });
+        ));
     }
     Err(err(
         "not a PEM public key of a supported type (RSA, EC P-256/P-384, Ed25519)",
