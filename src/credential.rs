@@ -66,12 +66,18 @@ pub fn is_token68(s: &[u8]) -> bool {
 pub fn parse_authorization(value: &[u8], max_len: usize) -> Result<Option<&str>, AuthError> {
     const SCHEME: &[u8] = b"bearer";
     let malformed = || AuthError::invalid_request(InvalidRequest::MalformedCredentials);
-    let scheme_len = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
+    // Whitespace around a field value is not part of it (RFC 9110 §5.5).
+    let value = value.trim_ascii();
+    let scheme_len = value
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(value.len());
     if !value[..scheme_len].eq_ignore_ascii_case(SCHEME) {
         return Ok(None);
     }
+    // `Bearer` 1*SP token68 (RFC 6750 §2.1).
     let rest = &value[scheme_len..];
-    let token = rest.trim_ascii_start();
+    let token = trim_spaces(rest);
     if token.len() == rest.len() || token.is_empty() {
         // `Bearer` alone, or `Bearer\t…`.
         return Err(malformed());
@@ -84,6 +90,11 @@ pub fn parse_authorization(value: &[u8], max_len: usize) -> Result<Option<&str>,
     }
     // token68 is ASCII.
     Ok(Some(std::str::from_utf8(token).map_err(|_| malformed())?))
+}
+
+fn trim_spaces(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| b != b' ').unwrap_or(s.len());
+    &s[start..]
 }
 
 /// Finds the single access token of a request. `Ok(None)`: there is none.
@@ -197,6 +208,10 @@ mod tests {
         assert_eq!(parse("Bearer "), malformed);
         assert_eq!(parse("Bearer a, Bearer b"), malformed);
         assert_eq!(parse("Bearer a b"), malformed);
+        assert_eq!(parse("Bearer\tabc"), malformed);
+        assert_eq!(parse("Bearer \tabc"), malformed);
+        assert_eq!(parse("  Bearer abc \t"), Ok(Some("abc")));
+        assert_eq!(parse("Basic\tabc"), Ok(None));
         assert_eq!(parse("Bearer a=b"), malformed);
         assert_eq!(parse("Bearer \"abc\""), malformed);
         assert_eq!(

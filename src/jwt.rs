@@ -91,12 +91,23 @@ pub(crate) struct JwtVerifier {
 struct Header<'a> {
     #[serde(borrow)]
     alg: std::borrow::Cow<'a, str>,
-    #[serde(borrow, default)]
-    typ: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    kid: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
+    // `typ` and `kid`, when present, must be strings (RFC 7515 §4.1.4,
+    // §4.1.9): `null` is malformed, not absent.
+    #[serde(default, deserialize_with = "present_string")]
+    typ: Option<String>,
+    #[serde(default, deserialize_with = "present_string")]
+    kid: Option<String>,
+    // Any `crit` member counts, whatever its value (`null` included).
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// A token split and its header checked; not yet verified.
@@ -149,12 +160,19 @@ impl Policy {
         let header_json = URL_SAFE_NO_PAD
             .decode(header)
             .map_err(|_| invalid(InvalidToken::Malformed))?;
+        // A JSON object (serde would also fill the struct from an array), all
+        // of it valid UTF-8, even the members this crate does not read
+        // (RFC 7515 §5.2).
+        let is_object = header_json.trim_ascii_start().first() == Some(&b'{');
+        if !is_object || std::str::from_utf8(&header_json).is_err() {
+            return Err(invalid(InvalidToken::Malformed));
+        }
         let h: Header<'_> =
             serde_json::from_slice(&header_json).map_err(|_| invalid(InvalidToken::Malformed))?;
         let alg = header_alg(&h.alg)
             .filter(|a| self.algorithms.contains(a))
             .ok_or_else(|| invalid(InvalidToken::UnsupportedAlgorithm))?;
-        if h.crit.is_some() {
+        if h.crit {
             // No JWS extension is understood here, so any `crit` (even an
             // empty or malformed one) must be refused (RFC 7515 §4.1.11).
             return Err(invalid(InvalidToken::UnsupportedCritical));
@@ -162,7 +180,7 @@ impl Policy {
         check_typ(h.typ.as_deref(), self.require_typ)?;
         Ok(Parsed {
             alg,
-            kid: h.kid.map(|k| k.into_owned()),
+            kid: h.kid,
             signing_input: &token[..header.len() + 1 + payload.len()],
             payload,
             signature,

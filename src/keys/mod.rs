@@ -201,12 +201,11 @@ fn parse_alg(alg: &str) -> Option<Algorithm> {
 
 /// The JWS `alg` header value, parsed exactly (case-sensitive; `none` is not
 /// an algorithm here).
+///
+/// `Ed25519` (the fully-specified name of RFC 9864) verifies as EdDSA, which
+/// with the Ed25519 keys this crate supports is the same algorithm.
 pub(crate) fn header_alg(alg: &str) -> Option<Algorithm> {
-    match alg {
-        // `Ed25519` is a key-set name, not a header value this crate accepts.
-        "Ed25519" => None,
-        other => parse_alg(other),
-    }
+    parse_alg(alg)
 }
 
 fn bit_len(bytes: &[u8]) -> usize {
@@ -435,6 +434,7 @@ mod tests {
         let only_rs = [Algorithm::RS256];
         assert!(key_from_jwk(&ec_jwk("a"), &only_rs).is_err());
         assert!(header_alg("none").is_none());
+        assert_eq!(header_alg("Ed25519"), Some(Algorithm::EdDSA));
         assert!(header_alg("rs256").is_none());
         assert_eq!(bit_len(&[0, 0x01, 0]), 9);
     }

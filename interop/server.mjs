@@ -1,0 +1,203 @@
+// A real OAuth 2.0 / OpenID Connect authorization server for tokenguard's
+// interop tests (tests/interop.rs): panva's oidc-provider, configured the way
+// a deployment issuing RFC 9068 JWT access tokens is.
+//
+//   node server.mjs [--port N] [--keys FILE] [--exit-with-stdin]
+//
+// --port N / PORT           port on 127.0.0.1 (default 0: a free port)
+// --keys FILE / KEYS_FILE   private JWKS to sign with; created (with new keys)
+//                           when missing. Without it, new keys every start.
+// --exit-with-stdin         exit when stdin closes (the test process went away)
+//
+// Prints `READY http://127.0.0.1:PORT` (the issuer) on stdout once listening.
+// Only ever listens on 127.0.0.1.
+//
+// What it serves:
+// - discovery (/.well-known/openid-configuration), JWKS (/jwks), token
+//   endpoint (/token), authorization endpoint (/auth) with oidc-provider's
+//   development login + consent pages (any login and password), userinfo;
+// - one confidential client, CLIENT_ID / CLIENT_SECRET below, with the
+//   client_credentials and authorization_code grants (client_secret_basic);
+// - resource indicators (RFC 8707): access tokens for a resource are RFC 9068
+//   JWTs (`typ: at+jwt`) whose `aud` is that resource. One resource server
+//   per signing algorithm (RESOURCE_SERVERS), plus https://other.example.com;
+//   each grants `read:invoices write:invoices` (other requested scopes are
+//   silently dropped by oidc-provider);
+// - a JWKS with an RSA key (no `alg`: signs RS256 and PS256), an EC P-256 key
+//   and an Ed25519 key.
+
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import { parseArgs } from 'node:util';
+
+import Provider, { errors } from 'oidc-provider';
+
+const CLIENT_ID = 'tokenguard-interop';
+const CLIENT_SECRET = 'tokenguard-interop-secret-0123456789abcdef';
+const REDIRECT_URI = 'https://client.example.com/callback';
+const SCOPE = 'read:invoices write:invoices';
+const ACCESS_TOKEN_TTL = 300;
+
+/** Resource indicator → JWS algorithm of its access tokens. */
+const RESOURCE_SERVERS = {
+  'https://api.example.com/rs256': 'RS256',
+  'https://api.example.com/ps256': 'PS256',
+  'https://api.example.com/es256': 'ES256',
+  'https://api.example.com/eddsa': 'EdDSA',
+  // RFC 9864's fully-specified name for EdDSA with Ed25519.
+  'https://api.example.com/ed25519': 'Ed25519',
+  'https://other.example.com': 'RS256',
+};
+
+function fail(message) {
+  console.error(`server.mjs: ${message}`);
+  process.exit(2);
+}
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    keys: { type: 'string' },
+    'exit-with-stdin': { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+const portText = args.port ?? process.env.PORT ?? '0';
+const port = Number(portText);
+if (!/^\d+$/.test(portText) || !Number.isInteger(port) || port > 65535) {
+  fail(`invalid port ${JSON.stringify(portText)}`);
+}
+const keysFile = args.keys ?? process.env.KEYS_FILE;
+
+/** A private JWK with a random `kid` naming its type. */
+function generate(name, type, options) {
+  const { privateKey } = crypto.generateKeyPairSync(type, options);
+  return {
+    ...privateKey.export({ format: 'jwk' }),
+    kid: `${name}-${crypto.randomBytes(6).toString('base64url')}`,
+    use: 'sig',
+  };
+}
+
+function generateJwks() {
+  return {
+    keys: [
+      // No `alg`: oidc-provider signs both RS256 and PS256 with it.
+      generate('rsa', 'rsa', { modulusLength: 2048 }),
+      generate('ec', 'ec', { namedCurve: 'P-256' }),
+      generate('ed25519', 'ed25519'),
+    ],
+  };
+}
+
+function loadJwks() {
+  if (!keysFile) return generateJwks();
+  if (fs.existsSync(keysFile)) {
+    try {
+      return JSON.parse(fs.readFileSync(keysFile, 'utf8'));
+    } catch (err) {
+      return fail(`cannot read the key file ${keysFile}: ${err.message}`);
+    }
+  }
+  const jwks = generateJwks();
+  fs.writeFileSync(keysFile, `${JSON.stringify(jwks, null, 2)}\n`, { mode: 0o600 });
+  return jwks;
+}
+
+const accounts = {
+  async findAccount(_ctx, sub) {
+    return {
+      accountId: sub,
+      async claims() {
+        return { sub };
+      },
+    };
+  },
+};
+
+function configuration(jwks) {
+  return {
+    clients: [
+      {
+        client_id: CLIENT_ID,
+        client_secret: CLIENT_SECRET,
+        grant_types: ['client_credentials', 'authorization_code'],
+        response_types: ['code'],
+        redirect_uris: [REDIRECT_URI],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+    ],
+    jwks,
+    cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+    findAccount: accounts.findAccount,
+    claims: { openid: ['sub'] },
+    scopes: ['openid'],
+    features: {
+      clientCredentials: { enabled: true },
+      // The login and consent pages the tests drive to get an ID token.
+      devInteractions: { enabled: true },
+      introspection: { enabled: false },
+      revocation: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        // No default: clients must name the resource they want a token for.
+        defaultResource: async () => undefined,
+        useGrantedResource: async () => false,
+        async getResourceServerInfo(_ctx, resourceIndicator, _client) {
+          const alg = RESOURCE_SERVERS[resourceIndicator];
+          if (!alg) throw new errors.InvalidTarget();
+          return {
+            scope: SCOPE,
+            audience: resourceIndicator,
+            accessTokenTTL: ACCESS_TOKEN_TTL,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg } },
+          };
+        },
+      },
+    },
+    enabledJWA: {
+      idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519'],
+    },
+    ttl: {
+      AccessToken: ACCESS_TOKEN_TTL,
+      ClientCredentials: ACCESS_TOKEN_TTL,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      Interaction: 600,
+      Grant: 3600,
+      Session: 3600,
+    },
+  };
+}
+
+const jwks = loadJwks();
+const server = http.createServer();
+server.on('error', (err) => fail(`cannot listen on 127.0.0.1:${port}: ${err.message}`));
+server.listen(port, '127.0.0.1', () => {
+  const issuer = `http://127.0.0.1:${server.address().port}`;
+  let provider;
+  try {
+    provider = new Provider(issuer, configuration(jwks));
+  } catch (err) {
+    fail(`invalid configuration: ${err.stack}`);
+  }
+  provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+  server.on('request', provider.callback());
+  console.log(`READY ${issuer}`);
+});
+
+function shutdown() {
+  server.close();
+  server.closeAllConnections();
+  process.exit(0);
+}
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+if (args['exit-with-stdin']) {
+  process.stdin.on('end', shutdown);
+  process.stdin.on('error', shutdown);
+  process.stdin.resume();
+}
