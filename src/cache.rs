@@ -96,14 +96,14 @@ pub(crate) struct Entry {
 #[derive(Clone)]
 struct EntryWeighter;
 
-impl Weighter<Box<str>, Entry> for EntryWeighter {
-    fn weight(&self, _key: &Box<str>, entry: &Entry) -> u64 {
+impl Weighter<Box<[u8]>, Entry> for EntryWeighter {
+    fn weight(&self, _key: &Box<[u8]>, entry: &Entry) -> u64 {
         entry.weight
     }
 }
 
 pub(crate) struct TokenCache {
-    cache: Cache<Box<str>, Entry, EntryWeighter>,
+    cache: Cache<Box<[u8]>, Entry, EntryWeighter>,
     max_ttl: i64,
     min_weight: u64,
 }
@@ -122,7 +122,7 @@ impl TokenCache {
     /// tells whether the verifying key is still in the key set.
     pub(crate) fn get(
         &self,
-        token: &str,
+        token: &[u8],
         now: i64,
         present: impl FnOnce(u64) -> bool,
     ) -> Option<Arc<AccessToken>> {
@@ -154,7 +154,7 @@ impl TokenCache {
             key_fingerprint,
             weight,
         };
-        self.cache.insert(token.into(), entry);
+        self.cache.insert(token.as_bytes().into(), entry);
     }
 
     #[cfg(test)]
@@ -174,6 +174,7 @@ mod tests {
             claims: Arc::new(AccessTokenClaims::default()),
             scopes: Scopes::default(),
             payload: vec![b'x'; payload_len].into_boxed_slice(),
+            errors: Default::default(),
         })
     }
 
@@ -183,36 +184,36 @@ mod tests {
         let t = token(10);
         cache.insert("a.b.c", &t, 1000, 1050, Some(990), 7);
         assert!(Arc::ptr_eq(
-            &cache.get("a.b.c", 1000, |k| k == 7).unwrap(),
+            &cache.get(b"a.b.c", 1000, |k| k == 7).unwrap(),
             &t
         ));
         // Exactly the same string only.
-        assert!(cache.get("a.b.C", 1000, |_| true).is_none());
-        assert!(cache.get("a.b.c ", 1000, |_| true).is_none());
+        assert!(cache.get(b"a.b.C", 1000, |_| true).is_none());
+        assert!(cache.get(b"a.b.c ", 1000, |_| true).is_none());
         // Not before nbf (already offset by leeway), not after exp.
-        assert!(cache.get("a.b.c", 989, |_| true).is_none());
+        assert!(cache.get(b"a.b.c", 989, |_| true).is_none());
         cache.insert("a.b.c", &t, 1000, 1050, Some(990), 7);
-        assert!(cache.get("a.b.c", 1050, |_| true).is_some());
-        assert!(cache.get("a.b.c", 1051, |_| true).is_none());
+        assert!(cache.get(b"a.b.c", 1050, |_| true).is_some());
+        assert!(cache.get(b"a.b.c", 1051, |_| true).is_none());
         // Dropped once expired.
-        assert!(cache.get("a.b.c", 1000, |_| true).is_none());
+        assert!(cache.get(b"a.b.c", 1000, |_| true).is_none());
     }
 
     #[test]
     fn max_ttl_caps_long_tokens() {
         let cache = TokenCache::new(&TokenCacheConfig::default().max_ttl(Duration::from_secs(60)));
         cache.insert("t", &token(1), 1000, 5000, None, 1);
-        assert!(cache.get("t", 1060, |_| true).is_some());
-        assert!(cache.get("t", 1061, |_| true).is_none());
+        assert!(cache.get(b"t", 1060, |_| true).is_some());
+        assert!(cache.get(b"t", 1061, |_| true).is_none());
     }
 
     #[test]
     fn entries_of_retired_keys_are_dropped() {
         let cache = TokenCache::new(&TokenCacheConfig::default());
         cache.insert("t", &token(1), 1000, 2000, None, 1);
-        assert!(cache.get("t", 1000, |k| k == 2).is_none());
+        assert!(cache.get(b"t", 1000, |k| k == 2).is_none());
         assert_eq!(cache.len(), 0);
-        assert!(cache.get("t", 1000, |_| true).is_none());
+        assert!(cache.get(b"t", 1000, |_| true).is_none());
     }
 
     #[test]

@@ -260,6 +260,8 @@ pub struct AccessToken {
     pub(crate) claims: Arc<AccessTokenClaims>,
     pub(crate) scopes: Scopes,
     pub(crate) payload: Box<[u8]>,
+    /// The guard's error rendering, for extractors.
+    pub(crate) errors: Arc<crate::error::ErrorContext>,
 }
 
 impl AccessToken {

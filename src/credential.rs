@@ -47,23 +47,42 @@ impl TokenSources {
     }
 }
 
-/// Whether `b` may appear in a token68 before its trailing `=` padding.
-#[inline]
-fn is_token68_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-}
+/// The bytes that may appear in a token68 before its trailing `=` padding.
+/// A table, because every request's token is scanned once on the hot path.
+static TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
 
 /// Whether `s` is a token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 pub fn is_token68(s: &[u8]) -> bool {
-    let body = s.iter().position(|&b| b == b'=').unwrap_or(s.len());
-    body > 0
-        && s[..body].iter().all(|&b| is_token68_char(b))
-        && s[body..].iter().all(|&b| b == b'=')
+    // One pass: the token68 characters, then only padding.
+    let body = s
+        .iter()
+        .position(|&b| !TOKEN68[b as usize])
+        .unwrap_or(s.len());
+    body > 0 && s[body..].iter().all(|&b| b == b'=')
 }
 
 /// Parses one `Authorization` header value. `Ok(None)` when the scheme is not
 /// `Bearer` (a request without bearer credentials).
 pub fn parse_authorization(value: &[u8], max_len: usize) -> Result<Option<&str>, AuthError> {
+    match split_authorization(value, max_len)? {
+        Some(token) => check_token68(token).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The token of a `Bearer` header value, its syntax not yet checked beyond
+/// the scheme, the separator and the size.
+fn split_authorization(value: &[u8], max_len: usize) -> Result<Option<&[u8]>, AuthError> {
     const SCHEME: &[u8] = b"bearer";
     let malformed = || AuthError::invalid_request(InvalidRequest::MalformedCredentials);
     // Whitespace around a field value is not part of it (RFC 9110 §5.5).
@@ -85,11 +104,52 @@ pub fn parse_authorization(value: &[u8], max_len: usize) -> Result<Option<&str>,
     if token.len() > max_len {
         return Err(AuthError::invalid_token(InvalidToken::TooLarge));
     }
+    Ok(Some(token))
+}
+
+/// Checks that `token` is a token68 (400 `invalid_request` otherwise).
+fn check_token68(token: &[u8]) -> Result<&str, AuthError> {
+    let malformed = || AuthError::invalid_request(InvalidRequest::MalformedCredentials);
     if !is_token68(token) {
         return Err(malformed());
     }
     // token68 is ASCII.
-    Ok(Some(std::str::from_utf8(token).map_err(|_| malformed())?))
+    std::str::from_utf8(token).map_err(|_| malformed())
+}
+
+/// The access token found in a request.
+pub(crate) struct Found<'a> {
+    bytes: Cow<'a, [u8]>,
+    /// Whether its token68 syntax was checked already.
+    checked: bool,
+}
+
+impl std::fmt::Debug for Found<'_> {
+    // Never shows the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Found")
+            .field("len", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Found<'a> {
+    /// The raw token. Exactly equal to a token verified before, it needs no
+    /// other check (the verified-token cache looks it up first).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The token, its token68 syntax checked.
+    pub(crate) fn token(&self) -> Result<&str, AuthError> {
+        if self.checked {
+            // Checked when decoded from a query or cookie.
+            std::str::from_utf8(&self.bytes)
+                .map_err(|_| AuthError::invalid_request(InvalidRequest::MalformedCredentials))
+        } else {
+            check_token68(&self.bytes)
+        }
+    }
 }
 
 fn trim_spaces(s: &[u8]) -> &[u8] {
@@ -103,15 +163,15 @@ pub(crate) fn extract<'a>(
     uri: &'a Uri,
     sources: &TokenSources,
     max_len: usize,
-) -> Result<Option<Cow<'a, str>>, AuthError> {
-    let mut found: Option<Cow<'a, str>> = None;
-    let mut put = |token: Cow<'a, str>| {
+) -> Result<Option<Found<'a>>, AuthError> {
+    let mut found: Option<Found<'a>> = None;
+    let mut put = |bytes: Cow<'a, [u8]>, checked: bool| {
         if found.is_some() {
             return Err(AuthError::invalid_request(
                 InvalidRequest::SeveralCredentials,
             ));
         }
-        found = Some(token);
+        found = Some(Found { bytes, checked });
         Ok(())
     };
 
@@ -122,8 +182,8 @@ pub(crate) fn extract<'a>(
                 InvalidRequest::SeveralAuthorizationHeaders,
             ));
         }
-        if let Some(token) = parse_authorization(value.as_bytes(), max_len)? {
-            put(Cow::Borrowed(token))?;
+        if let Some(token) = split_authorization(value.as_bytes(), max_len)? {
+            put(Cow::Borrowed(token), false)?;
         }
     }
 
@@ -133,7 +193,7 @@ pub(crate) fn extract<'a>(
         for pair in query.split('&') {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             if name == "access_token" {
-                put(Cow::Owned(decode_param(value, max_len)?))?;
+                put(Cow::Owned(decode_param(value, max_len)?.into_bytes()), true)?;
             }
         }
     }
@@ -146,7 +206,7 @@ pub(crate) fn extract<'a>(
                 if let Some((name, v)) = pair.split_once('=')
                     && name == cookie_name
                 {
-                    put(Cow::Owned(decode_param(v, max_len)?))?;
+                    put(Cow::Owned(decode_param(v, max_len)?.into_bytes()), true)?;
                 }
             }
         }
@@ -225,10 +285,11 @@ mod tests {
         let uri: Uri = "/x?a=1&access_token=abc%2Edef".parse().unwrap();
         let mut headers = HeaderMap::new();
         let none = TokenSources::default();
-        assert_eq!(extract(&headers, &uri, &none, 64).unwrap(), None);
+        let token = |found: Option<Found<'_>>| found.map(|f| f.token().unwrap().to_owned());
+        assert!(extract(&headers, &uri, &none, 64).unwrap().is_none());
         let q = TokenSources::default().with_query();
         assert_eq!(
-            extract(&headers, &uri, &q, 64).unwrap().as_deref(),
+            token(extract(&headers, &uri, &q, 64).unwrap()).as_deref(),
             Some("abc.def")
         );
         headers.insert(header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
@@ -245,8 +306,17 @@ mod tests {
         headers.insert(header::COOKIE, "a=b; at=tok.en".parse().unwrap());
         let c = TokenSources::default().with_cookie("at");
         assert_eq!(
-            extract(&headers, &uri, &c, 64).unwrap().as_deref(),
+            token(extract(&headers, &uri, &c, 64).unwrap()).as_deref(),
             Some("tok.en")
+        );
+        // A header token's syntax is checked when it is asked for.
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Bearer a\"b".parse().unwrap());
+        let found = extract(&headers, &uri, &none, 64).unwrap().unwrap();
+        assert_eq!(found.bytes(), b"a\"b");
+        assert_eq!(
+            found.token().unwrap_err().kind(),
+            &AuthErrorKind::InvalidRequest(InvalidRequest::MalformedCredentials)
         );
     }
 }

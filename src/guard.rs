@@ -102,7 +102,7 @@ impl TokenGuard {
     /// # }
     /// ```
     pub async fn verify(&self, token: &str) -> Result<Arc<AccessToken>, AuthError> {
-        match self.inner.verifier.verify(token) {
+        match self.inner.verifier.cached_or_verify(token) {
             Verification::Done(result) => result,
             Verification::Pending(fut) => fut.await,
         }
@@ -631,7 +631,12 @@ impl TokenGuardBuilder {
         if realm.is_empty() || !realm.chars().all(crate::scope::is_scope_char_or_space) {
             return Err(BuildError::InvalidRealm);
         }
+        let errors = Arc::new(ErrorContext {
+            realm: realm.into(),
+            render: self.render,
+        });
         let policy = Policy {
+            errors: errors.clone(),
             issuer: if self.skip_issuer {
                 None
             } else {
@@ -706,10 +711,7 @@ impl TokenGuardBuilder {
                 issuers: vec![verifier],
                 sources: self.sources,
                 max_token_len: policy.max_token_len,
-                errors: Arc::new(ErrorContext {
-                    realm: realm.into(),
-                    render: self.render,
-                }),
+                errors,
             }),
         })
     }

@@ -37,8 +37,22 @@ pub(crate) enum Verification {
 /// Turns a token into a verified [`AccessToken`]. JWT verification today;
 /// introspection and multi-issuer routing plug in behind the same trait.
 pub(crate) trait Verifier: Send + Sync + 'static {
-    /// Verifies `token`.
+    /// A still-valid earlier verification of exactly these bytes, if cached.
+    /// Looked up before anything else: a hit needs no other check.
+    fn cached(&self, _token: &[u8]) -> Option<Arc<AccessToken>> {
+        None
+    }
+
+    /// Verifies `token` (not looking in the cache).
     fn verify(&self, token: &str) -> Verification;
+
+    /// The cache, then verification.
+    fn cached_or_verify(&self, token: &str) -> Verification {
+        match self.cached(token.as_bytes()) {
+            Some(hit) => Verification::Done(Ok(hit)),
+            None => self.verify(token),
+        }
+    }
 }
 
 /// The crypto backend tokenguard uses, chosen explicitly so that verification
@@ -65,6 +79,9 @@ pub(crate) fn install_default_provider() {
 /// The verification rules.
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
+    /// How the guard renders errors; carried by each verified token so that
+    /// extractors render with it.
+    pub(crate) errors: Arc<crate::error::ErrorContext>,
     pub(crate) issuer: Option<String>,
     pub(crate) audiences: Vec<String>,
     pub(crate) algorithms: Vec<Algorithm>,
@@ -214,6 +231,7 @@ impl Policy {
             claims: Arc::new(claims),
             scopes,
             payload: payload.into_boxed_slice(),
+            errors: self.errors.clone(),
         }))
     }
 
@@ -309,7 +327,7 @@ impl JwtVerifier {
 
     /// A cached verification of exactly this token, still valid now and
     /// made with a key that is still published.
-    fn cached(&self, token: &str) -> Option<Arc<AccessToken>> {
+    fn lookup(&self, token: &[u8]) -> Option<Arc<AccessToken>> {
         let cache = self.cache.as_ref()?;
         let now = NumericDate::now().as_secs();
         match &self.keys {
@@ -332,11 +350,12 @@ fn no_key(reason: NoKey) -> AuthError {
 
 // On the `Arc` so that a pending verification can own the verifier.
 impl Verifier for Arc<JwtVerifier> {
+    fn cached(&self, token: &[u8]) -> Option<Arc<AccessToken>> {
+        self.lookup(token)
+    }
+
     fn verify(&self, token: &str) -> Verification {
         let this = self;
-        if let Some(hit) = this.cached(token) {
-            return Verification::Done(Ok(hit));
-        }
         let parsed = match this.policy.parse(token) {
             Ok(p) => p,
             Err(e) => return Verification::Done(Err(e)),

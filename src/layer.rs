@@ -50,6 +50,9 @@ use crate::jwt::{Verification, Verified};
 pub(crate) struct GuardErrors(pub(crate) Arc<ErrorContext>);
 
 pub(crate) fn error_context(ext: &http::Extensions) -> Arc<ErrorContext> {
+    if let Some(token) = ext.get::<Arc<AccessToken>>() {
+        return token.errors.clone();
+    }
     ext.get::<GuardErrors>()
         .map(|g| g.0.clone())
         .unwrap_or_default()
@@ -128,24 +131,36 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let guard = &self.guard.inner;
-        req.extensions_mut()
-            .insert(GuardErrors(guard.errors.clone()));
         let found = extract(
             req.headers(),
             req.uri(),
             self.guard.sources(),
             guard.max_token_len,
         );
-        let verification = match found {
+        let found = match found {
             Err(e) => return ResponseFuture::rejected(reject(&e, &guard.errors)),
-            Ok(None) if self.optional => return ResponseFuture::inner(self.inner.call(req)),
+            Ok(None) if self.optional => {
+                // No token: extractors will need the guard's error rendering.
+                req.extensions_mut()
+                    .insert(GuardErrors(guard.errors.clone()));
+                return ResponseFuture::inner(self.inner.call(req));
+            }
             Ok(None) => {
                 return ResponseFuture::rejected(reject(
                     &AuthError::missing_token(),
                     &guard.errors,
                 ));
             }
-            Ok(Some(token)) => guard.verifier.verify(&token),
+            Ok(Some(found)) => found,
+        };
+        // The hot path: exactly a token verified before. Its syntax was
+        // checked then, so nothing else is needed.
+        let verification = match guard.verifier.cached(found.bytes()) {
+            Some(hit) => Verification::Done(Ok(hit)),
+            None => match found.token() {
+                Ok(token) => guard.verifier.verify(token),
+                Err(e) => Verification::Done(Err(e)),
+            },
         };
         match verification {
             Verification::Done(Ok(token)) => {

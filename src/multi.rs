@@ -51,7 +51,7 @@ impl Verifier for MultiIssuer {
             Err(e) => return Verification::Done(Err(e)),
         };
         match self.by_issuer.get(&issuer) {
-            Some(verifier) => verifier.verify(token),
+            Some(verifier) => verifier.cached_or_verify(token),
             None => Verification::Done(Err(AuthError::invalid_token(InvalidToken::WrongIssuer))),
         }
     }

@@ -129,22 +129,52 @@ impl TestIssuer {
     /// The public keys as a JWK set: one RSA key (no `alg`, so it serves
     /// RS* and PS*), ES256, ES384 and EdDSA keys.
     pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = [
+            Algorithm::RS256,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::EdDSA,
+        ]
+        .into_iter()
+        .map(|alg| self.jwk(alg))
+        .collect();
+        json!({ "keys": keys })
+    }
+
+    /// The public JWK of the key that signs `alg` (the RSA key serves every
+    /// RS* and PS* algorithm and has no `alg` member).
+    ///
+    /// # Panics
+    /// For HMAC algorithms, which have no public key.
+    pub fn jwk(&self, alg: Algorithm) -> Value {
         let point = |k: &EcdsaKeyPair, len: usize| {
             let p = k.public_key().as_ref();
             (b64(&p[1..1 + len]), b64(&p[1 + len..]))
         };
-        let (x256, y256) = point(&self.keys.p256, 32);
-        let (x384, y384) = point(&self.keys.p384, 48);
-        let rsa = self.rsa().public_key();
-        json!({"keys": [
-            {"kty": "RSA", "use": "sig", "kid": self.kid(Algorithm::RS256),
-             "n": b64(rsa.modulus().big_endian_without_leading_zero()),
-             "e": b64(rsa.exponent().big_endian_without_leading_zero())},
-            {"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid(Algorithm::ES256), "x": x256, "y": y256},
-            {"kty": "EC", "crv": "P-384", "use": "sig", "alg": "ES384", "kid": self.kid(Algorithm::ES384), "x": x384, "y": y384},
-            {"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": self.kid(Algorithm::EdDSA),
-             "x": b64(self.keys.ed25519.public_key().as_ref())},
-        ]})
+        let kid = self.kid(alg);
+        match alg {
+            Algorithm::ES256 => {
+                let (x, y) = point(&self.keys.p256, 32);
+                json!({"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid, "x": x, "y": y})
+            }
+            Algorithm::ES384 => {
+                let (x, y) = point(&self.keys.p384, 48);
+                json!({"kty": "EC", "crv": "P-384", "use": "sig", "alg": "ES384", "kid": kid, "x": x, "y": y})
+            }
+            Algorithm::EdDSA => {
+                json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": kid,
+                "x": b64(self.keys.ed25519.public_key().as_ref())})
+            }
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                panic!("HMAC algorithms have no public key")
+            }
+            _ => {
+                let rsa = self.rsa().public_key();
+                json!({"kty": "RSA", "use": "sig", "kid": kid,
+                    "n": b64(rsa.modulus().big_endian_without_leading_zero()),
+                    "e": b64(rsa.exponent().big_endian_without_leading_zero())})
+            }
+        }
     }
 
     /// The RSA public key as a PEM `PUBLIC KEY` (SPKI).
