@@ -142,6 +142,8 @@ fn invalid(reason: InvalidToken) -> AuthError {
 
 /// Largest decoded JOSE header accepted.
 const MAX_HEADER_LEN: usize = 2048;
+/// Largest decoded claims set accepted, whatever the token size limit.
+const MAX_CLAIMS_LEN: usize = 64 * 1024;
 
 fn is_b64url(s: &str) -> bool {
     s.bytes()
@@ -173,6 +175,10 @@ impl Policy {
         }
         if header.len() > MAX_HEADER_LEN * 4 / 3 + 4 {
             return Err(invalid(InvalidToken::Malformed));
+        }
+        // Refused before any cryptography.
+        if payload.len() > MAX_CLAIMS_LEN * 4 / 3 + 4 {
+            return Err(invalid(InvalidToken::TooLarge));
         }
         let header_json = URL_SAFE_NO_PAD
             .decode(header)

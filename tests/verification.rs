@@ -748,3 +748,30 @@ async fn both_crypto_backends_compiled_in_do_not_panic() {
     );
     assert!(jwt.is_ok());
 }
+
+#[tokio::test]
+async fn claims_are_capped_whatever_the_token_size_limit() {
+    let issuer = TestIssuer::new();
+    let huge = app_of(
+        &issuer
+            .guard_builder(AUD)
+            .max_token_size(1 << 20)
+            .build()
+            .unwrap(),
+    );
+    let big_claims = issuer
+        .token()
+        .audience(AUD)
+        .claim("pad", "x".repeat(70 * 1024))
+        .mint();
+    assert_invalid_token(
+        &bearer(&huge, "/me", &big_claims).await,
+        "The access token is too large",
+    );
+    let fits = issuer
+        .token()
+        .audience(AUD)
+        .claim("pad", "x".repeat(60 * 1024))
+        .mint();
+    assert_eq!(bearer(&huge, "/me", &fits).await.status(), StatusCode::OK);
+}
