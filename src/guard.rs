@@ -648,7 +648,11 @@ impl TokenGuardBuilder {
                 self.audiences
             },
             algorithms: algorithms.clone(),
-            leeway: self.leeway.unwrap_or(Duration::from_secs(30)).as_secs() as i64,
+            leeway: self
+                .leeway
+                .unwrap_or(Duration::from_secs(30))
+                .as_secs()
+                .min(i64::MAX as u64) as i64,
             require_typ: !self.allow_untyped,
             max_lifetime: self
                 .max_lifetime

@@ -308,3 +308,27 @@ async fn retry_after_reports_the_backed_off_wait() {
     let _ = guard.verify(&token).await.unwrap_err();
     assert_eq!(server.jwks_hits(), 3);
 }
+
+#[tokio::test]
+async fn extreme_durations_do_not_overflow() {
+    let (issuer, server) = setup().await;
+    server.set_cache_control("max-age=99999999999");
+    let guard = builder(&issuer, &server)
+        .refresh_interval(Duration::MAX)
+        .refresh_bounds(Duration::MAX, Duration::MAX)
+        .max_key_staleness(Duration::MAX)
+        .max_fetch_backoff(Duration::MAX)
+        .refetch_cooldown(Duration::MAX)
+        .fetch_timeout(Duration::from_secs(5))
+        .token_cache(tokenguard::TokenCacheConfig::default().max_ttl(Duration::MAX))
+        .build()
+        .unwrap();
+    let token = issuer.token().audience(AUD).mint();
+    guard.verify(&token).await.unwrap();
+    guard.verify(&token).await.unwrap();
+    let unknown = issuer.token().audience(AUD).kid(Some("nope")).mint();
+    assert_eq!(
+        guard.verify(&unknown).await.unwrap_err().kind(),
+        &AuthErrorKind::InvalidToken(InvalidToken::UnknownKey)
+    );
+}

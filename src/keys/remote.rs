@@ -244,6 +244,13 @@ pub(crate) enum RefreshError {
     Failed(FetchError),
 }
 
+/// `at + d`, or about a century later where that would overflow (settings
+/// like `Duration::MAX` mean "never").
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// Clears `inflight` and counts a failure if a fetch task is dropped before it
 /// stores its result.
 struct Interrupted {
@@ -431,8 +438,8 @@ impl RemoteKeys {
                 let now = Instant::now();
                 let previous = self.current.swap(Some(Arc::new(Loaded {
                     keys: keys.clone(),
-                    refresh_at: now + interval,
-                    expires_at: now + interval + self.cfg.max_stale,
+                    refresh_at: later(now, interval),
+                    expires_at: later(later(now, interval), self.cfg.max_stale),
                 })));
                 if state.failures > 0 {
                     tracing::info!(source = ?self.source, failures = state.failures, "key set fetch recovered");
