@@ -322,13 +322,9 @@ async fn leeway_tolerates_small_skew() {
         .claim("exp", now - 10)
         .mint();
     assert_invalid_token(
-        &bearer(&app_of(&strict), "/me", &token).await,
+        &bearer(&common::app(&strict), "/me", &token).await,
         "The access token expired",
     );
-}
-
-fn app_of(guard: &TokenGuard) -> axum::Router {
-    app(guard)
 }
 
 #[tokio::test]
@@ -393,7 +389,7 @@ async fn access_token_type_is_required_by_default() {
     );
 
     // The explicit opt-out accepts untyped and `JWT` tokens, nothing else.
-    let relaxed = app_of(
+    let relaxed = common::app(
         &issuer
             .guard_builder(AUD)
             .allow_untyped_tokens()
@@ -439,7 +435,7 @@ async fn long_lived_tokens_are_refused() {
         "The access token lifetime is too long",
     );
     // Configurable, and can be disabled.
-    let short = app_of(
+    let short = common::app(
         &issuer
             .guard_builder(AUD)
             .max_lifetime(Some(Duration::from_secs(60)))
@@ -451,7 +447,7 @@ async fn long_lived_tokens_are_refused() {
         &bearer(&short, "/me", &five_min).await,
         "The access token lifetime is too long",
     );
-    let unlimited = app_of(
+    let unlimited = common::app(
         &issuer
             .guard_builder(AUD)
             .max_lifetime(None)
@@ -513,7 +509,7 @@ async fn oversized_tokens_are_refused() {
         &bearer(&app, "/me", &big).await,
         "The access token is too large",
     );
-    let roomy = app_of(
+    let roomy = common::app(
         &issuer
             .guard_builder(AUD)
             .max_token_size(64 * 1024)
@@ -752,7 +748,7 @@ async fn both_crypto_backends_compiled_in_do_not_panic() {
 #[tokio::test]
 async fn claims_are_capped_whatever_the_token_size_limit() {
     let issuer = TestIssuer::new();
-    let huge = app_of(
+    let huge = common::app(
         &issuer
             .guard_builder(AUD)
             .max_token_size(1 << 20)
