@@ -188,6 +188,15 @@ pub(crate) enum RemoteSource {
     Discovery(String),
 }
 
+impl std::fmt::Display for RemoteSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Jwks(url) => write!(f, "{url}"),
+            Self::Discovery(issuer) => write!(f, "discovery of {issuer}"),
+        }
+    }
+}
+
 /// Timing of remote key sets.
 #[derive(Debug, Clone)]
 pub(crate) struct RemoteConfig {
@@ -442,7 +451,7 @@ impl RemoteKeys {
                     expires_at: later(later(now, interval), self.cfg.max_stale),
                 })));
                 if state.failures > 0 {
-                    tracing::info!(source = ?self.source, failures = state.failures, "key set fetch recovered");
+                    tracing::info!(source = %self.source, failures = state.failures, "key set fetch recovered");
                 }
                 state.failures = 0;
                 state.last_error = None;
@@ -450,18 +459,18 @@ impl RemoteKeys {
                 let kids = keys.kids();
                 match previous {
                     Some(prev) if prev.keys.kids() != kids => {
-                        tracing::info!(source = ?self.source, ?kids, "key set rotated")
+                        tracing::info!(source = %self.source, ?kids, "key set rotated")
                     }
-                    Some(_) => tracing::debug!(source = ?self.source, "key set refreshed"),
-                    None => tracing::info!(source = ?self.source, ?kids, "key set loaded"),
+                    Some(_) => tracing::debug!(source = %self.source, "key set refreshed"),
+                    None => tracing::info!(source = %self.source, ?kids, "key set loaded"),
                 }
             }
             Err(e) => {
                 // One warning per incident; repeats go to DEBUG.
                 if state.failures == 0 {
-                    tracing::warn!(source = ?self.source, error = %e, "key set fetch failed; keeping the last good keys, if any");
+                    tracing::warn!(source = %self.source, error = %e, "key set fetch failed; keeping the last good keys, if any");
                 } else {
-                    tracing::debug!(source = ?self.source, error = %e, failures = state.failures + 1, "key set fetch failed again");
+                    tracing::debug!(source = %self.source, error = %e, failures = state.failures + 1, "key set fetch failed again");
                 }
                 state.failures = state.failures.saturating_add(1);
                 state.last_error = Some(e.message.clone());
