@@ -363,10 +363,9 @@ impl RemoteKeys {
         let Ok(mut state) = self.state.try_lock() else {
             return;
         };
-        if let Ok(fetch) = self.start_fetch_locked(&mut state) {
-            drop(state);
-            tokio::spawn(fetch);
-        }
+        // Starting the fetch is enough: it runs in its own task (or one is in
+        // flight already), and nobody here needs to wait for its result.
+        let _ = self.start_fetch_locked(&mut state);
     }
 
     /// How long until the next fetch attempt is allowed (zero if now).
