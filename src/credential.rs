@@ -8,7 +8,8 @@
 //!
 //! The URI query parameter `access_token` (§2.3) and a named cookie are read
 //! only when enabled with [`TokenSources`]; RFC 6750 discourages the query
-//! form because URLs end up in logs.
+//! form because URLs end up in logs. Tokens in form-encoded bodies (§2.2) are
+//! read only behind [`TokenGuard::form_token_layer`](crate::TokenGuard::form_token_layer).
 
 use std::borrow::Cow;
 
@@ -161,6 +162,7 @@ fn trim_spaces(s: &[u8]) -> &[u8] {
 pub(crate) fn extract<'a>(
     headers: &'a HeaderMap,
     uri: &'a Uri,
+    extensions: &'a http::Extensions,
     sources: &TokenSources,
     max_len: usize,
 ) -> Result<Option<Found<'a>>, AuthError> {
@@ -193,7 +195,10 @@ pub(crate) fn extract<'a>(
         for pair in query.split('&') {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             if name == "access_token" {
-                put(Cow::Owned(decode_param(value, max_len)?.into_bytes()), true)?;
+                put(
+                    Cow::Owned(decode_param(value, max_len, true)?.into_bytes()),
+                    true,
+                )?;
             }
         }
     }
@@ -206,16 +211,33 @@ pub(crate) fn extract<'a>(
                 if let Some((name, v)) = pair.split_once('=')
                     && name == cookie_name
                 {
-                    put(Cow::Owned(decode_param(v, max_len)?.into_bytes()), true)?;
+                    put(
+                        Cow::Owned(decode_param(v, max_len, false)?.into_bytes()),
+                        true,
+                    )?;
                 }
             }
         }
     }
+    // Put there by the form layer, which is the opt-in for body tokens.
+    #[cfg(feature = "axum")]
+    if let Some(crate::form::FormToken(token)) = extensions.get::<crate::form::FormToken>() {
+        let token = token.as_ref().map_err(Clone::clone)?;
+        put(Cow::Borrowed(token.as_bytes()), true)?;
+    }
+    #[cfg(not(feature = "axum"))]
+    let _ = extensions;
     Ok(found)
 }
 
-/// Percent-decodes a query or cookie value and checks it is a token68.
-fn decode_param(value: &str, max_len: usize) -> Result<String, AuthError> {
+/// Percent-decodes a query, form-body or cookie value and checks it is a
+/// token68. With `plus_is_space` (form encoding: query and body, RFC 6750
+/// §2.2, §2.3), `+` stands for a space and so never yields a valid token.
+pub(crate) fn decode_param(
+    value: &str,
+    max_len: usize,
+    plus_is_space: bool,
+) -> Result<String, AuthError> {
     let malformed = || AuthError::invalid_request(InvalidRequest::MalformedCredentials);
     if value.len() > max_len.saturating_mul(3) {
         return Err(AuthError::invalid_token(InvalidToken::TooLarge));
@@ -230,6 +252,10 @@ fn decode_param(value: &str, max_len: usize) -> Result<String, AuthError> {
                 let hex = std::str::from_utf8(hex).map_err(|_| malformed())?;
                 out.push(u8::from_str_radix(hex, 16).map_err(|_| malformed())?);
                 i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
             }
             b => {
                 out.push(b);
@@ -283,36 +309,37 @@ mod tests {
     #[test]
     fn sources() {
         let uri: Uri = "/x?a=1&access_token=abc%2Edef".parse().unwrap();
+        let ext = http::Extensions::new();
         let mut headers = HeaderMap::new();
         let none = TokenSources::default();
         let token = |found: Option<Found<'_>>| found.map(|f| f.token().unwrap().to_owned());
-        assert!(extract(&headers, &uri, &none, 64).unwrap().is_none());
+        assert!(extract(&headers, &uri, &ext, &none, 64).unwrap().is_none());
         let q = TokenSources::default().with_query();
         assert_eq!(
-            token(extract(&headers, &uri, &q, 64).unwrap()).as_deref(),
+            token(extract(&headers, &uri, &ext, &q, 64).unwrap()).as_deref(),
             Some("abc.def")
         );
         headers.insert(header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
         assert_eq!(
-            extract(&headers, &uri, &q, 64).unwrap_err().kind(),
+            extract(&headers, &uri, &ext, &q, 64).unwrap_err().kind(),
             &AuthErrorKind::InvalidRequest(InvalidRequest::SeveralCredentials)
         );
         headers.append(header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
         assert_eq!(
-            extract(&headers, &uri, &none, 64).unwrap_err().kind(),
+            extract(&headers, &uri, &ext, &none, 64).unwrap_err().kind(),
             &AuthErrorKind::InvalidRequest(InvalidRequest::SeveralAuthorizationHeaders)
         );
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, "a=b; at=tok.en".parse().unwrap());
         let c = TokenSources::default().with_cookie("at");
         assert_eq!(
-            token(extract(&headers, &uri, &c, 64).unwrap()).as_deref(),
+            token(extract(&headers, &uri, &ext, &c, 64).unwrap()).as_deref(),
             Some("tok.en")
         );
         // A header token's syntax is checked when it is asked for.
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, "Bearer a\"b".parse().unwrap());
-        let found = extract(&headers, &uri, &none, 64).unwrap().unwrap();
+        let found = extract(&headers, &uri, &ext, &none, 64).unwrap().unwrap();
         assert_eq!(found.bytes(), b"a\"b");
         assert_eq!(
             found.token().unwrap_err().kind(),

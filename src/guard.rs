@@ -88,6 +88,15 @@ impl TokenGuard {
         TokenGuardLayer::new(self.clone(), true)
     }
 
+    /// A layer that reads the access token from form-encoded request bodies
+    /// (RFC 6750 §2.2), for clients that cannot send the `Authorization`
+    /// header. Place it outside [`layer`](Self::layer). See
+    /// [`FormTokenLayer`](crate::form::FormTokenLayer).
+    #[cfg(feature = "axum")]
+    pub fn form_token_layer(&self) -> crate::form::FormTokenLayer {
+        crate::form::FormTokenLayer::new(self.inner.max_token_len)
+    }
+
     /// Verifies one token (the credential itself, without `Bearer `).
     ///
     /// ```

@@ -134,6 +134,7 @@ where
         let found = extract(
             req.headers(),
             req.uri(),
+            req.extensions(),
             self.guard.sources(),
             guard.max_token_len,
         );

@@ -61,6 +61,8 @@ pub mod credential;
 pub mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
+#[cfg(feature = "axum")]
+pub mod form;
 mod guard;
 mod jwt;
 mod keys;
