@@ -581,7 +581,7 @@ for (const alg of Object.keys(issuerKeys)) {
     invalid(`typ ${label}`, await jws(claims(), { head: { typ } }), D.typ);
   }
   invalid("typ 1 (a number)", await jws(claims(), { head: { typ: 1 } }), D.malformed);
-  // RFC 7515 §4.1.9: a string. null is no string, and not an absent typ.
+  // RFC 7515 §4.1.9: a media type name, so a string. null is no string, and not an absent typ.
   invalid("typ null", await jws(claims(), { head: { typ: null } }), D.malformed);
   invalid('typ ["at+jwt"] (an array)', await jws(claims(), { head: { typ: ["at+jwt"] } }), D.malformed);
   invalid(

@@ -23,8 +23,9 @@
 //   per signing algorithm (RESOURCE_SERVERS), plus https://other.example.com;
 //   each grants `read:invoices write:invoices` (other requested scopes are
 //   silently dropped by oidc-provider);
-// - a JWKS with an RSA key (no `alg`: signs RS256 and PS256), an EC P-256 key
-//   and an Ed25519 key.
+// - a JWKS with two RSA keys, one per algorithm (`alg` RS256 and PS256: a
+//   key verifies exactly one algorithm, RFC 8725 §3.1), an EC P-256 key and
+//   an Ed25519 key.
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -84,8 +85,8 @@ function generate(name, type, options) {
 function generateJwks() {
   return {
     keys: [
-      // No `alg`: oidc-provider signs both RS256 and PS256 with it.
-      generate('rsa', 'rsa', { modulusLength: 2048 }),
+      { ...generate('rsa', 'rsa', { modulusLength: 2048 }), alg: 'RS256' },
+      { ...generate('rsa-pss', 'rsa', { modulusLength: 2048 }), alg: 'PS256' },
       generate('ec', 'ec', { namedCurve: 'P-256' }),
       generate('ed25519', 'ed25519'),
     ],

@@ -84,7 +84,8 @@ pub(crate) const ENTRY_OVERHEAD: u64 = 512;
 #[derive(Clone)]
 pub(crate) struct Entry {
     pub(crate) token: Arc<AccessToken>,
-    /// Unix seconds after which the entry is not used.
+    /// Unix seconds from which the entry is not used (`exp` + leeway, or
+    /// the max TTL).
     pub(crate) valid_until: i64,
     /// Unix seconds before which the token is not valid (`nbf` − leeway).
     pub(crate) valid_from: i64,
@@ -127,7 +128,7 @@ impl TokenCache {
         present: impl FnOnce(u64) -> bool,
     ) -> Option<Arc<AccessToken>> {
         let entry = self.cache.get(token)?;
-        if now > entry.valid_until || now < entry.valid_from || !present(entry.key_fingerprint) {
+        if now >= entry.valid_until || now < entry.valid_from || !present(entry.key_fingerprint) {
             self.cache.remove(token);
             return None;
         }
@@ -174,7 +175,6 @@ mod tests {
             claims: Arc::new(AccessTokenClaims::default()),
             scopes: Scopes::default(),
             payload: vec![b'x'; payload_len].into_boxed_slice(),
-            errors: Default::default(),
         })
     }
 
@@ -193,8 +193,9 @@ mod tests {
         // Not before nbf (already offset by leeway), not after exp.
         assert!(cache.get(b"a.b.c", 989, |_| true).is_none());
         cache.insert("a.b.c", &t, 1000, 1050, Some(990), 7);
-        assert!(cache.get(b"a.b.c", 1050, |_| true).is_some());
-        assert!(cache.get(b"a.b.c", 1051, |_| true).is_none());
+        assert!(cache.get(b"a.b.c", 1049, |_| true).is_some());
+        // RFC 7519 §4.1.4: not on or after `exp`.
+        assert!(cache.get(b"a.b.c", 1050, |_| true).is_none());
         // Dropped once expired.
         assert!(cache.get(b"a.b.c", 1000, |_| true).is_none());
     }
@@ -203,8 +204,8 @@ mod tests {
     fn max_ttl_caps_long_tokens() {
         let cache = TokenCache::new(&TokenCacheConfig::default().max_ttl(Duration::from_secs(60)));
         cache.insert("t", &token(1), 1000, 5000, None, 1);
-        assert!(cache.get(b"t", 1060, |_| true).is_some());
-        assert!(cache.get(b"t", 1061, |_| true).is_none());
+        assert!(cache.get(b"t", 1059, |_| true).is_some());
+        assert!(cache.get(b"t", 1060, |_| true).is_none());
     }
 
     #[test]

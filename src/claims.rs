@@ -198,8 +198,8 @@ pub struct AccessTokenClaims {
 }
 
 impl<'de> Deserialize<'de> for AccessTokenClaims {
-    // Hand-written so that a duplicated member is an error (RFC 8725 §3.2 via
-    // RFC 7519 §4: duplicate names must be rejected or the last one taken; we
+    // Hand-written so that a duplicated member is an error (RFC 7519 §4:
+    // duplicate Claim Names must be rejected or the last one taken; we
     // reject) and so that unknown members go to `extra` without serde's slow
     // `flatten` buffering.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -260,8 +260,6 @@ pub struct AccessToken {
     pub(crate) claims: Arc<AccessTokenClaims>,
     pub(crate) scopes: Scopes,
     pub(crate) payload: Box<[u8]>,
-    /// The guard's error rendering, for extractors.
-    pub(crate) errors: Arc<crate::error::ErrorContext>,
 }
 
 impl AccessToken {

@@ -50,6 +50,10 @@ impl TokenSources {
 
 /// The bytes that may appear in a token68 before its trailing `=` padding.
 /// A table, because every request's token is scanned once on the hot path.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "compile-time loop over the table's own 256 indices"
+)]
 static TOKEN68: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
@@ -67,9 +71,9 @@ pub fn is_token68(s: &[u8]) -> bool {
     // One pass: the token68 characters, then only padding.
     let body = s
         .iter()
-        .position(|&b| !TOKEN68[b as usize])
+        .position(|&b| TOKEN68.get(usize::from(b)) != Some(&true))
         .unwrap_or(s.len());
-    body > 0 && s[body..].iter().all(|&b| b == b'=')
+    body > 0 && s.iter().skip(body).all(|&b| b == b'=')
 }
 
 /// Parses one `Authorization` header value. `Ok(None)` when the scheme is not
@@ -92,11 +96,11 @@ fn split_authorization(value: &[u8], max_len: usize) -> Result<Option<&[u8]>, Au
         .iter()
         .position(|&b| b == b' ' || b == b'\t')
         .unwrap_or(value.len());
-    if !value[..scheme_len].eq_ignore_ascii_case(SCHEME) {
+    let (scheme, rest) = value.split_at_checked(scheme_len).unwrap_or((value, b""));
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
         return Ok(None);
     }
     // `Bearer` 1*SP token68 (RFC 6750 §2.1).
-    let rest = &value[scheme_len..];
     let token = trim_spaces(rest);
     if token.len() == rest.len() || token.is_empty() {
         // `Bearer` alone, or `Bearer\t…`.
@@ -123,6 +127,9 @@ pub(crate) struct Found<'a> {
     bytes: Cow<'a, [u8]>,
     /// Whether its token68 syntax was checked already.
     checked: bool,
+    /// Whether it came in the URI query (RFC 6750 §2.3: the response must
+    /// then be `Cache-Control: private`).
+    in_query: bool,
 }
 
 impl std::fmt::Debug for Found<'_> {
@@ -141,6 +148,11 @@ impl<'a> Found<'a> {
         &self.bytes
     }
 
+    /// Whether the token came in the URI query.
+    pub(crate) fn in_query(&self) -> bool {
+        self.in_query
+    }
+
     /// The token, its token68 syntax checked.
     pub(crate) fn token(&self) -> Result<&str, AuthError> {
         if self.checked {
@@ -155,7 +167,7 @@ impl<'a> Found<'a> {
 
 fn trim_spaces(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|&b| b != b' ').unwrap_or(s.len());
-    &s[start..]
+    s.get(start..).unwrap_or_default()
 }
 
 /// Finds the single access token of a request. `Ok(None)`: there is none.
@@ -167,13 +179,17 @@ pub(crate) fn extract<'a>(
     max_len: usize,
 ) -> Result<Option<Found<'a>>, AuthError> {
     let mut found: Option<Found<'a>> = None;
-    let mut put = |bytes: Cow<'a, [u8]>, checked: bool| {
+    let mut put = |bytes: Cow<'a, [u8]>, checked: bool, in_query: bool| {
         if found.is_some() {
             return Err(AuthError::invalid_request(
                 InvalidRequest::SeveralCredentials,
             ));
         }
-        found = Some(Found { bytes, checked });
+        found = Some(Found {
+            bytes,
+            checked,
+            in_query,
+        });
         Ok(())
     };
 
@@ -185,7 +201,7 @@ pub(crate) fn extract<'a>(
             ));
         }
         if let Some(token) = split_authorization(value.as_bytes(), max_len)? {
-            put(Cow::Borrowed(token), false)?;
+            put(Cow::Borrowed(token), false, false)?;
         }
     }
 
@@ -194,9 +210,10 @@ pub(crate) fn extract<'a>(
     {
         for pair in query.split('&') {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if name == "access_token" {
+            if is_access_token_name(name.as_bytes()) {
                 put(
                     Cow::Owned(decode_param(value, max_len, true)?.into_bytes()),
+                    true,
                     true,
                 )?;
             }
@@ -204,18 +221,28 @@ pub(crate) fn extract<'a>(
     }
 
     if let Some(cookie_name) = &sources.cookie {
+        // A client sends one `Cookie` header (RFC 6265 §5.4); every one is read,
+        // as bytes, so that neither a second header nor a non-ASCII byte can
+        // hide a second token.
         for value in headers.get_all(header::COOKIE) {
-            let Ok(value) = value.to_str() else { continue };
-            for pair in value.split(';') {
-                let pair = pair.trim_matches(' ');
-                if let Some((name, v)) = pair.split_once('=')
-                    && name == cookie_name
-                {
-                    put(
-                        Cow::Owned(decode_param(v, max_len, false)?.into_bytes()),
-                        true,
-                    )?;
+            for pair in value.as_bytes().split(|&b| b == b';') {
+                let pair = pair.trim_ascii();
+                let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                    continue;
+                };
+                let (name, v) = pair.split_at(eq);
+                if name.trim_ascii() != cookie_name.as_bytes() {
+                    continue;
                 }
+                let v = v.get(1..).unwrap_or_default().trim_ascii();
+                let v = std::str::from_utf8(v).map_err(|_| {
+                    AuthError::invalid_request(InvalidRequest::MalformedCredentials)
+                })?;
+                put(
+                    Cow::Owned(decode_param(v, max_len, false)?.into_bytes()),
+                    true,
+                    false,
+                )?;
             }
         }
     }
@@ -223,16 +250,51 @@ pub(crate) fn extract<'a>(
     #[cfg(feature = "axum")]
     if let Some(crate::form::FormToken(token)) = extensions.get::<crate::form::FormToken>() {
         let token = token.as_ref().map_err(Clone::clone)?;
-        put(Cow::Borrowed(token.as_bytes()), true)?;
+        put(Cow::Borrowed(token.as_bytes()), true, false)?;
     }
     #[cfg(not(feature = "axum"))]
     let _ = extensions;
     Ok(found)
 }
 
+/// Percent-decodes `bytes` (and `+` as a space when `plus_is_space`);
+/// `None` for a malformed escape.
+fn percent_decode(bytes: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes.iter();
+    while let Some(&b) = rest.next() {
+        out.push(match b {
+            b'%' => {
+                let hi = hex(*rest.next()?)?;
+                let lo = hex(*rest.next()?)?;
+                // Two hex digits: at most 0xff.
+                (hi * 16 + lo) as u8
+            }
+            b'+' if plus_is_space => b' ',
+            b => b,
+        });
+    }
+    Some(out)
+}
+
+/// Whether a form-encoded parameter name (query or body) is `access_token`,
+/// compared after decoding, so that `access%5Ftoken` is one too.
+pub(crate) fn is_access_token_name(name: &[u8]) -> bool {
+    const NAME: &[u8] = b"access_token";
+    if name == NAME {
+        return true;
+    }
+    // Escapes only make a name longer; at most 3 bytes per byte of the name.
+    name.len() <= NAME.len() * 3
+        && name.iter().any(|&b| b == b'%' || b == b'+')
+        && percent_decode(name, true).is_some_and(|n| n == NAME)
+}
+
 /// Percent-decodes a query, form-body or cookie value and checks it is a
-/// token68. With `plus_is_space` (form encoding: query and body, RFC 6750
-/// §2.2, §2.3), `+` stands for a space and so never yields a valid token.
+/// token68. With `plus_is_space` (form encoding: the body, RFC 6750 §2.2; the
+/// query, §2.3, is decoded the same way by convention), `+` stands for a
+/// space and so never yields a valid token.
 pub(crate) fn decode_param(
     value: &str,
     max_len: usize,
@@ -242,27 +304,7 @@ pub(crate) fn decode_param(
     if value.len() > max_len.saturating_mul(3) {
         return Err(AuthError::invalid_token(InvalidToken::TooLarge));
     }
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or_else(malformed)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| malformed())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| malformed())?);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
+    let out = percent_decode(value.as_bytes(), plus_is_space).ok_or_else(malformed)?;
     if out.len() > max_len {
         return Err(AuthError::invalid_token(InvalidToken::TooLarge));
     }

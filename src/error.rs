@@ -114,6 +114,9 @@ pub enum InvalidToken {
     IssuedInTheFuture,
     /// `exp` − `iat` is longer than the configured maximum lifetime.
     LifetimeTooLong,
+    /// The token is sender-constrained (it has a `cnf` claim) and its
+    /// binding was not verified (RFC 9449 §7.2, RFC 8705 §3).
+    SenderConstrained,
 }
 
 impl InvalidToken {
@@ -135,6 +138,9 @@ impl InvalidToken {
             Self::NotYetValid => "The access token is not valid yet",
             Self::IssuedInTheFuture => "The access token was issued in the future",
             Self::LifetimeTooLong => "The access token lifetime is too long",
+            Self::SenderConstrained => {
+                "The access token is bound to a key and cannot be used as a bearer token"
+            }
         }
     }
 }
@@ -270,8 +276,7 @@ impl AuthError {
     /// `Retry-After`.
     pub(crate) fn to_response<B: ChallengeBody>(&self, ctx: &ErrorContext) -> Response<B> {
         let custom = ctx.render.as_ref().and_then(|render| render(self));
-        let mut builder = Response::builder().status(self.status());
-        let headers = builder.headers_mut().expect("fresh builder");
+        let mut headers = http::HeaderMap::new();
         if let Some(value) = self
             .challenge(&ctx.realm)
             .and_then(|c| HeaderValue::try_from(c).ok())
@@ -292,7 +297,10 @@ impl AuthError {
             }
             None => B::from_bytes(Bytes::new()),
         };
-        builder.body(body).expect("status and headers are valid")
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status();
+        *response.headers_mut() = headers;
+        response
     }
 }
 

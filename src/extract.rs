@@ -109,7 +109,7 @@ fn token(parts: &Parts) -> Result<Arc<AccessToken>, AuthRejection> {
     }
     let err = if parts
         .extensions
-        .get::<crate::layer::GuardErrors>()
+        .get::<crate::guard::GuardErrors>()
         .is_some()
     {
         // The guard ran (optional layer) and found no token.

@@ -3,7 +3,8 @@
 //! Reading a body means buffering it, so this is a layer of its own, for
 //! axum bodies, placed *outside* the guard's layer. It reads the
 //! `access_token` parameter of `application/x-www-form-urlencoded` bodies of
-//! requests whose method has body semantics (never `GET` or `HEAD`), hands
+//! requests whose method defines body semantics (RFC 6750 §2.2: never `GET`,
+//! `HEAD`, `DELETE`, `OPTIONS`, `TRACE` or `CONNECT`), hands
 //! it to the guard, and passes the body on unchanged so handlers can still
 //! read the form. A token sent both in the body and in the `Authorization`
 //! header is a malformed request (400). RFC 6750 recommends the header: use
@@ -28,7 +29,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::credential::decode_param;
+use crate::credential::{decode_param, is_access_token_name};
 use crate::error::{AuthError, InvalidRequest};
 
 /// What the form layer found, for the guard's layer to read.
@@ -78,7 +79,16 @@ pub struct FormTokenService<S> {
 }
 
 fn is_form(req: &Request<Body>) -> bool {
-    if matches!(*req.method(), Method::GET | Method::HEAD) {
+    // Methods whose request content has no defined meaning (RFC 9110 §9.3).
+    if matches!(
+        *req.method(),
+        Method::GET
+            | Method::HEAD
+            | Method::DELETE
+            | Method::OPTIONS
+            | Method::TRACE
+            | Method::CONNECT
+    ) {
         return false;
     }
     req.headers()
@@ -95,10 +105,11 @@ fn form_token(body: &[u8], max_len: usize) -> Option<Result<String, AuthError>> 
     let mut found = None;
     for pair in body.split(|&b| b == b'&') {
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
+            Some(i) => pair.split_at(i),
             None => (pair, &b""[..]),
         };
-        if name != b"access_token" {
+        let value = value.get(1..).unwrap_or_default();
+        if !is_access_token_name(name) {
             continue;
         }
         if found.is_some() {
@@ -164,6 +175,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::AuthErrorKind;
 
     #[test]
     fn form_parameters() {
@@ -173,6 +185,18 @@ mod tests {
             Some(Ok("abc.def".into()))
         );
         assert_eq!(token("access_token=ab%2Ecd"), Some(Ok("ab.cd".into())));
+        // Names are decoded too.
+        assert_eq!(token("access%5Ftoken=ab"), Some(Ok("ab".into())));
+        assert!(matches!(
+            token("access_token=a&access%5ftoken=b"),
+            Some(Err(_))
+        ));
+        assert_eq!(
+            token("access_token="),
+            Some(Err(AuthErrorKind::InvalidRequest(
+                InvalidRequest::MalformedCredentials
+            )))
+        );
         assert_eq!(token("a=1"), None);
         assert!(matches!(
             token("access_token=a&access_token=b"),

@@ -1,20 +1,25 @@
 //! [`TokenGuard`]: the configured verifier, and its builder.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use http::Request;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use crate::cache::{TokenCache, TokenCacheConfig};
 use crate::claims::AccessToken;
+use crate::credential;
 use crate::credential::TokenSources;
 use crate::error::{AuthError, ErrorBody, ErrorContext, RenderError};
-use crate::jwt::{JwtVerifier, KeySource, Policy, Verification, Verifier};
+use crate::jwt::{JwtVerifier, KeySource, Policy, Verification, Verified, Verifier};
 use crate::keys::remote::{
     FetchError, Fetcher, RefreshError, RemoteConfig, RemoteKeys, RemoteSource, check_url,
 };
-use crate::keys::{KeyAlgs, KeySet, VerifyingKey, key_from_jwk, key_from_pem, parse_jwks};
+use crate::keys::{KeyRules, KeySet, VerifyingKey};
 use crate::layer::TokenGuardLayer;
 use crate::scope::ScopeSource;
 
@@ -111,10 +116,75 @@ impl TokenGuard {
     /// # }
     /// ```
     pub async fn verify(&self, token: &str) -> Result<Arc<AccessToken>, AuthError> {
-        match self.inner.verifier.cached_or_verify(token) {
+        let token = match self.inner.verifier.cached_or_verify(token) {
             Verification::Done(result) => result,
             Verification::Pending(fut) => fut.await,
+        }?;
+        // Without a request there is no proof: a bound token is refused.
+        crate::bind::check::<()>(&token, None)?;
+        Ok(token)
+    }
+
+    /// The decision for one request, in request order: find the credential →
+    /// the verified-token cache, or verification → [`admit`](Self::admit).
+    /// Every path goes through `admit`, cache hits included.
+    pub(crate) fn authenticate<B>(&self, req: &mut Request<B>, optional: bool) -> Outcome {
+        let inner = &*self.inner;
+        let found = credential::extract(
+            req.headers(),
+            req.uri(),
+            req.extensions(),
+            &inner.sources,
+            inner.max_token_len,
+        );
+        let found = match found {
+            Err(e) => return Outcome::Refuse(e),
+            Ok(None) if optional => {
+                // No token: extractors still need the challenge settings.
+                req.extensions_mut()
+                    .insert(GuardErrors(inner.errors.clone()));
+                return Outcome::Pass { private: false };
+            }
+            Ok(None) => return Outcome::Refuse(AuthError::missing_token()),
+            Ok(Some(found)) => found,
+        };
+        let private = found.in_query();
+        // The hot path: exactly a token verified before. Its syntax was
+        // checked then, so nothing else is needed before binding.
+        let verification = match inner.verifier.cached(found.bytes()) {
+            Some(hit) => Verification::Done(Ok(hit)),
+            None => match found.token() {
+                Ok(token) => inner.verifier.verify(token),
+                Err(e) => Verification::Done(Err(e)),
+            },
+        };
+        match verification {
+            Verification::Done(verified) => match self.admit(req, verified) {
+                Ok(()) => Outcome::Pass { private },
+                Err(e) => Outcome::Refuse(e),
+            },
+            Verification::Pending(verify) => Outcome::Pending { verify, private },
         }
+    }
+
+    /// The last steps of every authenticated request: the binding check, then
+    /// the extensions (the token and the challenge settings).
+    pub(crate) fn admit<B>(
+        &self,
+        req: &mut Request<B>,
+        verified: Verified,
+    ) -> Result<(), AuthError> {
+        let token = verified?;
+        crate::bind::check(&token, Some(req))?;
+        let ext = req.extensions_mut();
+        ext.insert(token);
+        ext.insert(GuardErrors(self.inner.errors.clone()));
+        Ok(())
+    }
+
+    /// The challenge settings of every refusal this guard answers.
+    pub(crate) fn errors(&self) -> &Arc<ErrorContext> {
+        &self.inner.errors
     }
 
     /// Loads remote keys now, so that an application can fail fast at start-up
@@ -146,7 +216,7 @@ impl TokenGuard {
     /// use tokenguard::testing::TestIssuer;
     /// let issuer = TestIssuer::new();
     /// let status = issuer.guard("https://api.example.com").key_status();
-    /// assert_eq!(status[0].keys_loaded, 4);
+    /// assert_eq!(status[0].keys_loaded, 9);
     /// assert!(status[0].last_error.is_none());
     /// ```
     pub fn key_status(&self) -> Vec<KeySetStatus> {
@@ -174,8 +244,11 @@ impl TokenGuard {
     /// One guard trusting several issuers (multi-tenant). Each guard brings its
     /// own issuer, keys, audience and rules; a token's `iss` (read before
     /// verification) chooses which one verifies it. Tokens naming any other
-    /// issuer are refused without any network access. Token sources, realm,
-    /// error bodies and the size limit are those of the first guard.
+    /// issuer are refused without any network access.
+    ///
+    /// The request-level settings (token sources, token size limit, realm,
+    /// error body) are the first guard's, for every refusal whichever issuer
+    /// a token names; the other guards' request-level settings are not used.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -224,11 +297,26 @@ impl TokenGuard {
             }),
         })
     }
-
-    pub(crate) fn sources(&self) -> &TokenSources {
-        &self.inner.sources
-    }
 }
+
+/// What [`TokenGuard::authenticate`] decided.
+pub(crate) enum Outcome {
+    /// Let the request through (`private`: the response must be
+    /// `Cache-Control: private`, RFC 6750 §2.3).
+    Pass { private: bool },
+    /// Answer with this refusal.
+    Refuse(AuthError),
+    /// Keys are being fetched; [`TokenGuard::admit`] the result.
+    Pending {
+        verify: Pin<Box<dyn Future<Output = Verified> + Send>>,
+        private: bool,
+    },
+}
+
+/// The guard's challenge settings, in the request extensions for extractors
+/// and [`RequireScopeLayer`](crate::RequireScopeLayer).
+#[derive(Clone)]
+pub(crate) struct GuardErrors(pub(crate) Arc<ErrorContext>);
 
 /// The state of one issuer's key set. See [`TokenGuard::key_status`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,6 +373,10 @@ pub enum BuildError {
     InvalidAlgorithms(String),
     /// The HTTP client could not be built.
     HttpClient(String),
+    /// The leeway is longer than [`MAX_LEEWAY`] (5 min).
+    LeewayTooLarge(Duration),
+    /// Two settings contradict each other.
+    ConflictingSettings(String),
 }
 
 impl fmt::Display for BuildError {
@@ -305,6 +397,11 @@ impl fmt::Display for BuildError {
             Self::DuplicateIssuer(iss) => write!(f, "issuer {iss:?} is configured twice"),
             Self::InvalidAlgorithms(why) => write!(f, "invalid algorithm allowlist: {why}"),
             Self::HttpClient(why) => write!(f, "could not build the HTTP client: {why}"),
+            Self::LeewayTooLarge(leeway) => write!(
+                f,
+                "a leeway of {leeway:?} is longer than the {MAX_LEEWAY:?} allowed: fix the clocks instead"
+            ),
+            Self::ConflictingSettings(why) => f.write_str(why),
         }
     }
 }
@@ -335,9 +432,10 @@ pub struct TokenGuardBuilder {
     audiences: Vec<String>,
     skip_audience: bool,
     jwks_url: Option<String>,
-    static_keys: Vec<Result<VerifyingKey, String>>,
+    static_keys: Vec<StaticKey>,
     hmac_algs: Vec<Algorithm>,
     algorithms: Option<Vec<Algorithm>>,
+    rsa_algorithm: Option<Algorithm>,
     leeway: Option<Duration>,
     allow_untyped: bool,
     max_lifetime: Option<Option<Duration>>,
@@ -375,31 +473,29 @@ impl TokenGuardBuilder {
         self
     }
 
-    /// Static keys from a JWKS document. Unusable members are skipped with a warning.
+    /// Static keys from a JWKS document. Unusable members are skipped with a
+    /// warning (members holding private key material are refused); the
+    /// document is parsed by [`build`](Self::build), against the final
+    /// algorithm settings.
     pub fn jwks_json(mut self, json: impl AsRef<[u8]>) -> Self {
-        let allowed = self.allowed_algorithms();
-        match parse_jwks(json.as_ref(), &allowed, "static JWK set") {
-            Ok(set) => self.static_keys.extend(set.keys.into_iter().map(Ok)),
-            Err(e) => self.static_keys.push(Err(e.0)),
-        }
+        self.static_keys
+            .push(StaticKey::Jwks(json.as_ref().to_vec()));
         self
     }
 
     /// A static key from one JWK (JSON).
     pub fn jwk(mut self, json: impl AsRef<[u8]>) -> Self {
-        let allowed = self.allowed_algorithms();
-        let key = serde_json::from_slice(json.as_ref())
-            .map_err(|e| format!("not JSON: {e}"))
-            .and_then(|v| key_from_jwk(&v, &allowed).map_err(|e| e.0));
-        self.static_keys.push(key);
+        self.static_keys
+            .push(StaticKey::Jwk(json.as_ref().to_vec()));
         self
     }
 
     /// A static PEM public key (RSA, EC P-256/P-384 or Ed25519), with an
-    /// optional `kid` that tokens must then name.
+    /// optional `kid` that tokens must then name. An RSA key verifies one
+    /// algorithm: [`rsa_algorithm`](Self::rsa_algorithm) (RS256 by default).
     pub fn pem(mut self, pem: impl AsRef<[u8]>, kid: Option<&str>) -> Self {
         self.static_keys
-            .push(key_from_pem(pem.as_ref(), kid).map_err(|e| e.0));
+            .push(StaticKey::Pem(pem.as_ref().to_vec(), kid.map(Into::into)));
         self
     }
 
@@ -412,53 +508,44 @@ impl TokenGuardBuilder {
         secret: impl AsRef<[u8]>,
         kid: Option<&str>,
     ) -> Self {
-        let secret = secret.as_ref();
-        let min = match alg {
-            Algorithm::HS256 => 32,
-            Algorithm::HS384 => 48,
-            Algorithm::HS512 => 64,
-            other => {
-                self.static_keys
-                    .push(Err(format!("{other:?} is not an HMAC algorithm")));
-                return self;
-            }
-        };
-        if secret.len() < min {
-            self.static_keys
-                .push(Err(format!("an {alg:?} secret needs at least {min} bytes")));
+        if alg.family() != jsonwebtoken::AlgorithmFamily::Hmac {
+            self.static_keys.push(StaticKey::Invalid(format!(
+                "{alg:?} is not an HMAC algorithm"
+            )));
             return self;
         }
-        self.hmac_algs.push(alg);
-        self.static_keys.push(Ok(VerifyingKey::new(
-            kid.map(Into::into),
-            KeyAlgs::Pinned(alg),
-            DecodingKey::from_secret(secret),
-        )));
-        self
+        self.decoding_key(DecodingKey::from_secret(secret.as_ref()), alg, kid)
     }
 
-    /// A prepared `jsonwebtoken` key, pinned to `alg`.
+    /// A prepared `jsonwebtoken` key, pinned to `alg`. It passes the same
+    /// checks as every other key (RSA modulus 2048–8192 bits, exact EC and
+    /// Ed25519 sizes, HMAC secrets at least as long as the hash).
     pub fn decoding_key(mut self, key: DecodingKey, alg: Algorithm, kid: Option<&str>) -> Self {
         if alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
             self.hmac_algs.push(alg);
         }
-        self.static_keys.push(Ok(VerifyingKey::new(
-            kid.map(Into::into),
-            KeyAlgs::Pinned(alg),
-            key,
-        )));
+        self.static_keys
+            .push(StaticKey::Prepared(key, alg, kid.map(Into::into)));
         self
     }
 
     /// Replaces the asymmetric algorithm allowlist. HMAC algorithms are added
-    /// only through [`hmac_secret`](Self::hmac_secret). Call before adding
-    /// static keys, which are checked against it.
+    /// only through [`hmac_secret`](Self::hmac_secret).
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = Some(algorithms.into_iter().collect());
         self
     }
 
-    /// Clock skew tolerated for `exp`, `nbf` and `iat` (default 30 s).
+    /// The one algorithm of RSA keys that do not name theirs (a JWK without
+    /// `alg`, every PEM key): RS256 by default. Each key verifies exactly one
+    /// algorithm (RFC 8725 §3.1); a JWK's own `alg` always wins.
+    pub fn rsa_algorithm(mut self, alg: Algorithm) -> Self {
+        self.rsa_algorithm = Some(alg);
+        self
+    }
+
+    /// Clock skew tolerated for `exp`, `nbf` and `iat` (default 30 s, at
+    /// most 5 min: [`build`](Self::build) refuses more).
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = Some(leeway);
         self
@@ -600,16 +687,10 @@ impl TokenGuardBuilder {
     }
 
     /// Accept tokens with any `iss`. Only with static keys that belong to a
-    /// single issuer.
+    /// single issuer: [`build`](Self::build) refuses it with remote keys.
     pub fn insecure_skip_issuer_check(mut self) -> Self {
         self.skip_issuer = true;
         self
-    }
-
-    fn allowed_algorithms(&self) -> Vec<Algorithm> {
-        self.algorithms
-            .clone()
-            .unwrap_or_else(|| DEFAULT_ALGORITHMS.to_vec())
     }
 
     /// Checks the configuration and builds the guard. No network access
@@ -617,7 +698,10 @@ impl TokenGuardBuilder {
     /// [`TokenGuard::warm_up`]).
     pub fn build(self) -> Result<TokenGuard, BuildError> {
         crate::jwt::install_default_provider();
-        let mut algorithms = self.allowed_algorithms();
+        let mut algorithms = self
+            .algorithms
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ALGORITHMS.to_vec());
         if algorithms
             .iter()
             .any(|a| a.family() == jsonwebtoken::AlgorithmFamily::Hmac)
@@ -630,8 +714,27 @@ impl TokenGuardBuilder {
         if algorithms.is_empty() {
             return Err(BuildError::InvalidAlgorithms("no algorithm allowed".into()));
         }
+        let rsa_default = self.rsa_algorithm.unwrap_or(Algorithm::RS256);
+        if rsa_default.family() != jsonwebtoken::AlgorithmFamily::Rsa {
+            return Err(BuildError::InvalidAlgorithms(format!(
+                "rsa_algorithm({rsa_default:?}) is not an RSA algorithm"
+            )));
+        }
         if self.issuer.is_none() && !self.skip_issuer {
             return Err(BuildError::MissingIssuer);
+        }
+        if let Some(issuer) = &self.issuer
+            && !self.skip_issuer
+            && issuer.contains(['?', '#'])
+        {
+            // RFC 8414 §2: an issuer identifier has no query or fragment.
+            return Err(BuildError::InvalidUrl(format!(
+                "the issuer {issuer:?} has a query or fragment (RFC 8414 §2)"
+            )));
+        }
+        let leeway = self.leeway.unwrap_or(DEFAULT_LEEWAY);
+        if leeway > MAX_LEEWAY {
+            return Err(BuildError::LeewayTooLarge(leeway));
         }
         if self.audiences.is_empty() && !self.skip_audience {
             return Err(BuildError::MissingAudience);
@@ -645,7 +748,6 @@ impl TokenGuardBuilder {
             render: self.render,
         });
         let policy = Policy {
-            errors: errors.clone(),
             issuer: if self.skip_issuer {
                 None
             } else {
@@ -657,11 +759,8 @@ impl TokenGuardBuilder {
                 self.audiences
             },
             algorithms: algorithms.clone(),
-            leeway: self
-                .leeway
-                .unwrap_or(Duration::from_secs(30))
-                .as_secs()
-                .min(i64::MAX as u64) as i64,
+            // At most MAX_LEEWAY: fits an i64.
+            leeway: leeway.as_secs() as i64,
             require_typ: !self.allow_untyped,
             max_lifetime: self
                 .max_lifetime
@@ -671,26 +770,35 @@ impl TokenGuardBuilder {
             scope_source: self.scope_source,
         };
 
+        let rules = KeyRules {
+            allowed: algorithms.clone(),
+            rsa_default,
+        };
         let keys = if !self.static_keys.is_empty() {
             if self.jwks_url.is_some() {
                 return Err(BuildError::InvalidKey(
                     "configure either static keys or a JWKS URL, not both".into(),
                 ));
             }
-            let keys = self
-                .static_keys
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(BuildError::InvalidKey)?;
+            let mut keys = Vec::new();
+            for key in self.static_keys {
+                key.parse(&rules, &mut keys)
+                    .map_err(|e| BuildError::InvalidKey(e.0))?;
+            }
             KeySource::Static(Arc::new(KeySet { keys }))
         } else {
             let source = match (&self.jwks_url, &self.issuer) {
+                (Some(_), _) | (None, Some(_)) if self.skip_issuer => {
+                    return Err(BuildError::ConflictingSettings(
+                        "insecure_skip_issuer_check() needs static keys: keys fetched from a URL belong to an issuer whose `iss` must be checked".into(),
+                    ));
+                }
                 (Some(url), _) => RemoteSource::Jwks(check_url(url).map_err(url_error)?),
-                (None, Some(issuer)) if !self.skip_issuer => {
+                (None, Some(issuer)) => {
                     check_url(issuer).map_err(url_error)?;
                     RemoteSource::Discovery(issuer.clone())
                 }
-                _ => return Err(BuildError::NoKeySource),
+                (None, None) => return Err(BuildError::NoKeySource),
             };
             let client = match self.client {
                 Some(c) => c,
@@ -705,7 +813,7 @@ impl TokenGuardBuilder {
             KeySource::Remote(Arc::new(RemoteKeys::new(
                 source,
                 fetcher,
-                algorithms,
+                rules,
                 self.remote,
             )))
         };
@@ -727,6 +835,43 @@ impl TokenGuardBuilder {
                 errors,
             }),
         })
+    }
+}
+
+/// Default clock skew tolerance.
+const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// Largest clock skew tolerance [`TokenGuardBuilder::build`] accepts.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(5 * 60);
+
+/// Key material as configured, parsed by [`TokenGuardBuilder::build`] against
+/// the final settings, so that the order of the builder calls does not matter.
+enum StaticKey {
+    Jwks(Vec<u8>),
+    Jwk(Vec<u8>),
+    Pem(Vec<u8>, Option<String>),
+    Prepared(DecodingKey, Algorithm, Option<String>),
+    Invalid(String),
+}
+
+impl StaticKey {
+    fn parse(
+        self,
+        rules: &KeyRules,
+        out: &mut Vec<VerifyingKey>,
+    ) -> Result<(), crate::keys::KeyError> {
+        use crate::keys::KeyError;
+        match self {
+            Self::Jwks(json) => out.extend(rules.jwks(&json, "static JWK set")?.keys),
+            Self::Jwk(json) => {
+                let value = serde_json::from_slice(&json)
+                    .map_err(|e| KeyError(format!("not JSON: {e}")))?;
+                out.push(rules.jwk(&value)?);
+            }
+            Self::Pem(pem, kid) => out.push(rules.pem(&pem, kid.as_deref())?),
+            Self::Prepared(key, alg, kid) => out.push(rules.prepared(key, alg, kid.as_deref())?),
+            Self::Invalid(why) => return Err(KeyError(why)),
+        }
+        Ok(())
     }
 }
 

@@ -79,9 +79,6 @@ pub(crate) fn install_default_provider() {
 /// The verification rules.
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
-    /// How the guard renders errors; carried by each verified token so that
-    /// extractors render with it.
-    pub(crate) errors: Arc<crate::error::ErrorContext>,
     pub(crate) issuer: Option<String>,
     pub(crate) audiences: Vec<String>,
     pub(crate) algorithms: Vec<Algorithm>,
@@ -108,8 +105,8 @@ pub(crate) struct JwtVerifier {
 struct Header<'a> {
     #[serde(borrow)]
     alg: std::borrow::Cow<'a, str>,
-    // `typ` and `kid`, when present, must be strings (RFC 7515 §4.1.4,
-    // §4.1.9): `null` is malformed, not absent.
+    // `typ` (RFC 7515 §4.1.9) and `kid` (§4.1.4), when present, are strings:
+    // `null` is malformed, not absent.
     #[serde(default, deserialize_with = "present_string")]
     typ: Option<String>,
     #[serde(default, deserialize_with = "present_string")]
@@ -155,10 +152,10 @@ impl Policy {
         if token.len() > self.max_token_len {
             return Err(invalid(InvalidToken::TooLarge));
         }
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let Some((signing_input, signature)) = token.rsplit_once('.') else {
+            return Err(invalid(InvalidToken::Malformed));
+        };
+        let Some((header, payload)) = signing_input.split_once('.') else {
             return Err(invalid(InvalidToken::Malformed));
         };
         if header.is_empty()
@@ -196,15 +193,16 @@ impl Policy {
             .filter(|a| self.algorithms.contains(a))
             .ok_or_else(|| invalid(InvalidToken::UnsupportedAlgorithm))?;
         if h.crit {
-            // No JWS extension is understood here, so any `crit` (even an
-            // empty or malformed one) must be refused (RFC 7515 §4.1.11).
+            // No JWS extension is understood here: listed extensions make the
+            // JWS invalid, an empty or malformed `crit` may be refused (RFC
+            // 7515 §4.1.11); both are.
             return Err(invalid(InvalidToken::UnsupportedCritical));
         }
         check_typ(h.typ.as_deref(), self.require_typ)?;
         Ok(Parsed {
             alg,
             kid: h.kid,
-            signing_input: &token[..header.len() + 1 + payload.len()],
+            signing_input,
             payload,
             signature,
         })
@@ -237,7 +235,6 @@ impl Policy {
             claims: Arc::new(claims),
             scopes,
             payload: payload.into_boxed_slice(),
-            errors: self.errors.clone(),
         }))
     }
 
@@ -262,7 +259,8 @@ impl Policy {
             .exp
             .ok_or_else(|| invalid(InvalidToken::MissingClaim("exp")))?
             .as_secs();
-        if now > exp.saturating_add(self.leeway) {
+        // RFC 7519 §4.1.4: not accepted on or after `exp` (plus the leeway).
+        if now >= exp.saturating_add(self.leeway) {
             return Err(invalid(InvalidToken::Expired));
         }
         if let Some(nbf) = c.nbf
@@ -290,11 +288,15 @@ impl Policy {
 /// RFC 9068 §2.1 / RFC 8725 §3.11: access tokens are typed `at+jwt`. Media
 /// type names compare case-insensitively, with or without `application/`.
 fn check_typ(typ: Option<&str>, require: bool) -> Result<(), AuthError> {
+    // Compared as bytes: `typ` is request data, and a byte offset can fall
+    // inside a multi-byte character.
     let is = |t: &str, name: &str| {
-        t.eq_ignore_ascii_case(name)
-            || t.len() == name.len() + 12
-                && t[..12].eq_ignore_ascii_case("application/")
-                && t[12..].eq_ignore_ascii_case(name)
+        let t = t.as_bytes();
+        let subtype = match t.split_at_checked(12) {
+            Some((prefix, rest)) if prefix.eq_ignore_ascii_case(b"application/") => rest,
+            _ => t,
+        };
+        subtype.eq_ignore_ascii_case(name.as_bytes())
     };
     match typ {
         Some(t) if is(t, "at+jwt") => Ok(()),
@@ -432,5 +434,10 @@ mod tests {
         assert!(check_typ(Some("application/jwt"), false).is_ok());
         assert!(check_typ(Some("dpop+jwt"), false).is_err());
         assert!(check_typ(Some("logout+jwt"), false).is_err());
+        // A multi-byte character across the prefix boundary (byte 12).
+        assert!(check_typ(Some("applicationé+jwt"), true).is_err());
+        assert!(check_typ(Some("applicationét+jwt"), true).is_err());
+        assert!(check_typ(Some("applicationé/jwt"), false).is_err());
+        assert!(check_typ(Some("application/"), false).is_err());
     }
 }

@@ -33,26 +33,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response, header};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::claims::AccessToken;
-use crate::credential::extract;
 use crate::error::{AuthError, ChallengeBody, ErrorContext};
-use crate::guard::TokenGuard;
-use crate::jwt::{Verification, Verified};
+use crate::guard::{GuardErrors, Outcome, TokenGuard};
+use crate::jwt::Verified;
 
-/// The guard's error rendering, made available to extractors and
-/// [`RequireScopeLayer`] through the request extensions.
-#[derive(Clone)]
-pub(crate) struct GuardErrors(pub(crate) Arc<ErrorContext>);
-
+/// The challenge settings of the guard that handled this request (the
+/// default ones outside any guard).
 pub(crate) fn error_context(ext: &http::Extensions) -> Arc<ErrorContext> {
-    if let Some(token) = ext.get::<Arc<AccessToken>>() {
-        return token.errors.clone();
-    }
     ext.get::<GuardErrors>()
         .map(|g| g.0.clone())
         .unwrap_or_default()
@@ -61,6 +54,31 @@ pub(crate) fn error_context(ext: &http::Extensions) -> Arc<ErrorContext> {
 fn reject<B: ChallengeBody>(err: &AuthError, ctx: &ErrorContext) -> Response<B> {
     tracing::debug!(status = err.status().as_u16(), reason = %err, "request refused");
     err.to_response(ctx)
+}
+
+/// RFC 6750 §2.3: a response to a request authenticated by a URI query token
+/// must not be stored by shared caches.
+fn mark_private(headers: &mut HeaderMap) {
+    let mut value = String::from("private");
+    for directive in headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        if directive.eq_ignore_ascii_case("private") || directive.eq_ignore_ascii_case("no-store") {
+            return;
+        }
+        if !directive.eq_ignore_ascii_case("public") {
+            value.push_str(", ");
+            value.push_str(directive);
+        }
+    }
+    let value =
+        HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("private"));
+    headers.insert(header::CACHE_CONTROL, value);
 }
 
 /// Applies [`TokenGuardService`]. Made by [`TokenGuard::layer`] and
@@ -130,62 +148,28 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let guard = &self.guard.inner;
-        let found = extract(
-            req.headers(),
-            req.uri(),
-            req.extensions(),
-            self.guard.sources(),
-            guard.max_token_len,
-        );
-        let found = match found {
-            Err(e) => return ResponseFuture::rejected(reject(&e, &guard.errors)),
-            Ok(None) if self.optional => {
-                // No token: extractors will need the guard's error rendering.
-                req.extensions_mut()
-                    .insert(GuardErrors(guard.errors.clone()));
-                return ResponseFuture::inner(self.inner.call(req));
-            }
-            Ok(None) => {
-                return ResponseFuture::rejected(reject(
-                    &AuthError::missing_token(),
-                    &guard.errors,
-                ));
-            }
-            Ok(Some(found)) => found,
-        };
-        // The hot path: exactly a token verified before. Its syntax was
-        // checked then, so nothing else is needed.
-        let verification = match guard.verifier.cached(found.bytes()) {
-            Some(hit) => Verification::Done(Ok(hit)),
-            None => match found.token() {
-                Ok(token) => guard.verifier.verify(token),
-                Err(e) => Verification::Done(Err(e)),
+        let state = match self.guard.authenticate(&mut req, self.optional) {
+            Outcome::Pass { private } => State::Inner {
+                fut: self.inner.call(req),
+                private,
             },
-        };
-        match verification {
-            Verification::Done(Ok(token)) => {
-                req.extensions_mut().insert(token);
-                ResponseFuture::inner(self.inner.call(req))
-            }
-            Verification::Done(Err(e)) => ResponseFuture::rejected(reject(&e, &guard.errors)),
-            Verification::Pending(verify) => {
-                // The verification has to wait for keys. `poll_ready` was
-                // called on `self.inner`, so that instance is the one allowed
-                // to take this request: move it into the future and leave a
-                // fresh clone behind for the next `poll_ready`.
+            Outcome::Refuse(e) => State::Rejected {
+                resp: Some(reject(&e, self.guard.errors())),
+            },
+            Outcome::Pending { verify, private } => {
+                // `poll_ready` was called on `self.inner`, so that instance is
+                // the one allowed to take this request: it goes into the
+                // future, and a fresh clone stays for the next `poll_ready`.
                 let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture {
-                    state: State::Verifying {
-                        verify,
-                        req: Some(req),
-                        svc: Some(ready),
-                        errors: guard.errors.clone(),
-                    },
+                State::Verifying {
+                    verify,
+                    pending: Some((req, std::mem::replace(&mut self.inner, clone))),
+                    guard: self.guard.clone(),
+                    private,
                 }
             }
-        }
+        };
+        ResponseFuture { state }
     }
 }
 
@@ -208,31 +192,19 @@ pin_project! {
     {
         Verifying {
             verify: Pin<Box<dyn Future<Output = Verified> + Send>>,
-            req: Option<Request<ReqBody>>,
-            svc: Option<S>,
-            errors: Arc<ErrorContext>,
+            pending: Option<(Request<ReqBody>, S)>,
+            guard: TokenGuard,
+            private: bool,
         },
         Inner {
             #[pin]
             fut: S::Future,
+            private: bool,
         },
         Rejected {
             resp: Option<S::Response>,
         },
-    }
-}
-
-impl<S: Service<Request<ReqBody>>, ReqBody> ResponseFuture<S, ReqBody> {
-    fn inner(fut: S::Future) -> Self {
-        Self {
-            state: State::Inner { fut },
-        }
-    }
-
-    fn rejected(resp: S::Response) -> Self {
-        Self {
-            state: State::Rejected { resp: Some(resp) },
-        }
+        Done,
     }
 }
 
@@ -249,32 +221,41 @@ where
             match this.state.as_mut().project() {
                 StateProj::Verifying {
                     verify,
-                    req,
-                    svc,
-                    errors,
+                    pending,
+                    guard,
+                    private,
                 } => {
-                    let result = ready!(verify.as_mut().poll(cx));
-                    let mut req = req.take().expect("ResponseFuture polled after completion");
-                    let mut svc = svc.take().expect("ResponseFuture polled after completion");
-                    match result {
-                        Ok(token) => {
-                            req.extensions_mut().insert(token);
+                    let verified = ready!(verify.as_mut().poll(cx));
+                    let private = *private;
+                    let Some((mut req, mut svc)) = pending.take() else {
+                        this.state.set(State::Done);
+                        continue;
+                    };
+                    match guard.admit(&mut req, verified) {
+                        Ok(()) => {
                             let fut = svc.call(req);
-                            this.state.set(State::Inner { fut });
+                            this.state.set(State::Inner { fut, private });
                         }
                         Err(e) => {
-                            let resp = reject(&e, errors);
-                            this.state.set(State::Rejected { resp: None });
-                            return Poll::Ready(Ok(resp));
+                            let resp = reject(&e, guard.errors());
+                            this.state.set(State::Rejected { resp: Some(resp) });
                         }
                     }
                 }
-                StateProj::Inner { fut } => return fut.poll(cx),
-                StateProj::Rejected { resp } => {
-                    return Poll::Ready(Ok(resp
-                        .take()
-                        .expect("ResponseFuture polled after completion")));
+                StateProj::Inner { fut, private } => {
+                    let mut result = ready!(fut.poll(cx));
+                    if *private && let Ok(resp) = &mut result {
+                        mark_private(resp.headers_mut());
+                    }
+                    return Poll::Ready(result);
                 }
+                StateProj::Rejected { resp } => match resp.take() {
+                    Some(resp) => return Poll::Ready(Ok(resp)),
+                    None => this.state.set(State::Done),
+                },
+                // Polled after completion: a contract violation by the
+                // caller; never resolves rather than panicking.
+                StateProj::Done => return Poll::Pending,
             }
         }
     }
@@ -446,9 +427,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             ScopeStateProj::Inner { fut } => fut.poll(cx),
-            ScopeStateProj::Rejected { resp } => Poll::Ready(Ok(resp
-                .take()
-                .expect("RequireScopeFuture polled after completion"))),
+            // `None` only when polled after completion: never resolves again.
+            ScopeStateProj::Rejected { resp } => {
+                resp.take().map_or(Poll::Pending, |r| Poll::Ready(Ok(r)))
+            }
         }
     }
 }

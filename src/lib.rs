@@ -48,6 +48,19 @@
 //! - `testing`: [`testing::TestIssuer`], an in-process issuer for tests.
 
 #![warn(missing_docs)]
+// Request-path code is panic-free by construction: no slicing or indexing
+// that can go out of bounds, no unwrap, expect or panic (each exception is
+// an `#[allow]` with its reason).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
@@ -55,6 +68,7 @@ compile_error!(
     "tokenguard needs a crypto backend: enable the `aws-lc-rs` (default) or `rust-crypto` feature"
 );
 
+mod bind;
 mod cache;
 pub mod claims;
 pub mod credential;
@@ -79,7 +93,8 @@ pub use error::{AuthError, AuthErrorKind, ChallengeBody, ErrorBody, InvalidReque
 #[cfg(feature = "axum")]
 pub use extract::{AuthRejection, Claims, RequireScope, Token};
 pub use guard::{
-    BuildError, DEFAULT_ALGORITHMS, KeySetStatus, TokenGuard, TokenGuardBuilder, WarmUpError,
+    BuildError, DEFAULT_ALGORITHMS, KeySetStatus, MAX_LEEWAY, TokenGuard, TokenGuardBuilder,
+    WarmUpError,
 };
 pub use jsonwebtoken::Algorithm;
 pub use layer::{RequireScopeLayer, TokenGuardLayer, TokenGuardService, require_scope};

@@ -92,16 +92,15 @@ pub(crate) fn is_scope_char_or_space(c: char) -> bool {
 /// Whether `s` is a valid RFC 6749 scope-token. Used by [`scopes!`](crate::scopes)
 /// to refuse invalid names at compile time.
 pub const fn is_valid_scope_token(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.is_empty() {
+    let mut rest = s.as_bytes();
+    if rest.is_empty() {
         return false;
     }
-    let mut i = 0;
-    while i < b.len() {
-        if !is_scope_char(b[i] as char) {
+    while let [first, tail @ ..] = rest {
+        if !is_scope_char(*first as char) {
             return false;
         }
-        i += 1;
+        rest = tail;
     }
     true
 }

@@ -27,6 +27,15 @@
 //! # }
 //! ```
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test tooling: a broken test setup should fail loudly; never on a guarded request's path"
+)]
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -121,28 +130,31 @@ impl TestIssuer {
             Algorithm::ES256 => "p256",
             Algorithm::ES384 => "p384",
             Algorithm::EdDSA => "ed25519",
-            _ => "rsa",
+            Algorithm::RS256 => "rsa",
+            Algorithm::RS384 => "rsa-rs384",
+            Algorithm::RS512 => "rsa-rs512",
+            Algorithm::PS256 => "rsa-ps256",
+            Algorithm::PS384 => "rsa-ps384",
+            Algorithm::PS512 => "rsa-ps512",
+            _ => "hmac",
         };
         format!("{family}-{}", self.keys.tag)
     }
 
-    /// The public keys as a JWK set: one RSA key (no `alg`, so it serves
-    /// RS* and PS*), ES256, ES384 and EdDSA keys.
+    /// The public keys as a JWK set: one key for each of the
+    /// [`DEFAULT_ALGORITHMS`](crate::DEFAULT_ALGORITHMS), each labelled with
+    /// its one `alg` (nine keys; see [`jwk`](Self::jwk)).
     pub fn jwks(&self) -> Value {
-        let keys: Vec<Value> = [
-            Algorithm::RS256,
-            Algorithm::ES256,
-            Algorithm::ES384,
-            Algorithm::EdDSA,
-        ]
-        .into_iter()
-        .map(|alg| self.jwk(alg))
-        .collect();
+        let keys: Vec<Value> = crate::DEFAULT_ALGORITHMS
+            .iter()
+            .map(|alg| self.jwk(*alg))
+            .collect();
         json!({ "keys": keys })
     }
 
-    /// The public JWK of the key that signs `alg` (the RSA key serves every
-    /// RS* and PS* algorithm and has no `alg` member).
+    /// The public JWK of the key that signs `alg`, labelled with it. The RSA
+    /// algorithms share one RSA key pair under one `kid` per algorithm (a
+    /// test convenience: a real issuer uses one key per algorithm).
     ///
     /// # Panics
     /// For HMAC algorithms, which have no public key.
@@ -170,7 +182,7 @@ impl TestIssuer {
             }
             _ => {
                 let rsa = self.rsa().public_key();
-                json!({"kty": "RSA", "use": "sig", "kid": kid,
+                json!({"kty": "RSA", "use": "sig", "alg": serde_json::to_value(alg).expect("algorithm name"), "kid": kid,
                     "n": b64(rsa.modulus().big_endian_without_leading_zero()),
                     "e": b64(rsa.exponent().big_endian_without_leading_zero())})
             }

@@ -715,7 +715,7 @@ async fn accepted_and_scopes_enforced(api: &str, alg: &str) {
         published_kids(&http, &server.issuer).await
     );
     assert!(status.kids.contains(&kid), "{kid} not in {:?}", status.kids);
-    assert_eq!(status.keys_loaded, 3);
+    assert_eq!(status.keys_loaded, 4);
 
     assert_ok(call(&app, "GET", &read_only).await, "[]").await;
     let res = call(&app, "POST", &read_only).await;
@@ -875,7 +875,7 @@ async fn the_same_guard_follows_a_key_rotation() {
     let second = start_server(first.port).await;
     assert_eq!(second.issuer, issuer);
     let new_kids = published_kids(&http, &issuer).await;
-    assert_eq!(new_kids.len(), 3);
+    assert_eq!(new_kids.len(), 4);
     assert!(
         new_kids.iter().all(|kid| !old_kids.contains(kid)),
         "{old_kids:?} / {new_kids:?}"

@@ -60,7 +60,7 @@ async fn status_reports_loads_and_failures() {
         .await
         .unwrap();
     let loaded = &guard.key_status()[0];
-    assert_eq!(loaded.keys_loaded, 4);
+    assert_eq!(loaded.keys_loaded, 9);
     assert!(
         loaded
             .kids
@@ -87,7 +87,7 @@ async fn status_reports_loads_and_failures() {
         "{:?}",
         failing.last_error
     );
-    assert_eq!(failing.keys_loaded, 4, "the last good keys stay");
+    assert_eq!(failing.keys_loaded, 9, "the last good keys stay");
     assert_eq!(failing.last_refresh, loaded.last_refresh);
 }
 

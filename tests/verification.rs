@@ -658,7 +658,7 @@ async fn static_key_sources() {
         StatusCode::OK
     );
     // One JWK.
-    let jwk = issuer.jwks()["keys"][3].to_string();
+    let jwk = issuer.jwk(Algorithm::EdDSA).to_string();
     let one = TokenGuard::builder()
         .issuer(issuer.issuer())
         .audience(AUD)

@@ -1,13 +1,21 @@
-//! The issuer's verification keys: parsing (JWK, JWKS, PEM), selection by
-//! `kid` and algorithm, and remote key sets (JWKS URL, discovery).
+//! The issuer's verification keys: parsing (JWK, JWKS, PEM, prepared
+//! `jsonwebtoken` keys), selection by `kid` and algorithm, and remote key sets
+//! (JWKS URL, discovery).
 //!
-//! Each key is pinned: to the JWK's `alg` when it has one, otherwise to the
-//! algorithms of its type (`RSA` → RS*/PS*, `EC` P-256 → ES256, P-384 →
-//! ES384, `OKP` Ed25519 → EdDSA), always intersected with the guard's
-//! algorithm allowlist. A token's key is chosen by its `kid`; a token without
-//! `kid` is accepted only when exactly one key fits its algorithm. Keys are
-//! never tried one after another, and never taken from the token
-//! (`jwk`, `jku`, `x5u`, `x5c` are ignored).
+//! Every key, however it enters, passes one set of rules ([`KeyRules`]):
+//! - it is pinned to exactly one algorithm (RFC 8725 §3.1): the JWK's `alg`
+//!   when it has one, otherwise its curve (`EC` P-256 → ES256, P-384 → ES384,
+//!   `OKP` Ed25519 → EdDSA) or, for RSA keys, the configured RSA algorithm
+//!   (RS256 unless set otherwise); that algorithm must be in the allowlist;
+//! - RSA moduli are 2048–8192 bits, EC points and Ed25519 keys have their
+//!   exact sizes, HMAC secrets are at least as long as their hash;
+//! - private key material (a JWK with `d`, `p`, `q`, …, `k`, a PEM private
+//!   key) is refused: a published private key is an incident, not a key.
+//!
+//! A token's key is chosen by its `kid`; a token without `kid` is accepted
+//! only when exactly one key fits its algorithm. Keys are never tried one
+//! after another, and never taken from the token (`jwk`, `jku`, `x5u`, `x5c`
+//! are ignored, RFC 8725 §3.10).
 
 pub(crate) mod discovery;
 pub(crate) mod remote;
@@ -16,59 +24,51 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 use serde::Deserialize;
 
-/// Smallest RSA modulus accepted from a key set, in bits.
+/// Smallest RSA modulus accepted, in bits.
 pub(crate) const MIN_RSA_BITS: usize = 2048;
-/// Largest RSA modulus accepted from a key set, in bits.
+/// Largest RSA modulus accepted, in bits.
 pub(crate) const MAX_RSA_BITS: usize = 8192;
 
-/// Which algorithms a key verifies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeyAlgs {
-    /// Exactly this algorithm (from the JWK `alg`, or the curve).
-    Pinned(Algorithm),
-    /// Any algorithm of this family that the allowlist admits.
-    Family(AlgorithmFamily),
-}
-
-impl KeyAlgs {
-    fn admits(self, alg: Algorithm) -> bool {
-        match self {
-            Self::Pinned(a) => a == alg,
-            Self::Family(f) => alg.family() == f,
-        }
-    }
+/// The rules every key passes, whichever way it enters.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyRules {
+    /// The algorithm allowlist (HMAC only when a secret was configured).
+    pub(crate) allowed: Vec<Algorithm>,
+    /// The algorithm of RSA keys that name none (a JWK without `alg`, a PEM key).
+    pub(crate) rsa_default: Algorithm,
 }
 
 /// One verification key, prepared once per key-set load.
 pub(crate) struct VerifyingKey {
     pub(crate) kid: Option<Box<str>>,
-    pub(crate) algs: KeyAlgs,
+    /// The one algorithm this key verifies.
+    pub(crate) alg: Algorithm,
     pub(crate) key: DecodingKey,
-    /// Identifies the key across key-set refreshes (kid, algorithms and key
+    /// Identifies the key across key-set refreshes (kid, algorithm and key
     /// material), so that cached verifications can tell whether their key
     /// is still published.
     pub(crate) fingerprint: u64,
 }
 
 impl VerifyingKey {
-    pub(crate) fn new(kid: Option<Box<str>>, algs: KeyAlgs, key: DecodingKey) -> Self {
+    fn new(kid: Option<Box<str>>, alg: Algorithm, key: DecodingKey) -> Self {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         kid.hash(&mut h);
-        format!("{algs:?}").hash(&mut h);
+        alg.hash(&mut h);
         match key.kind() {
-            jsonwebtoken::DecodingKeyKind::SecretOrDer(bytes) => bytes.hash(&mut h),
-            jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, e } => {
+            DecodingKeyKind::SecretOrDer(bytes) => bytes.hash(&mut h),
+            DecodingKeyKind::RsaModulusExponent { n, e } => {
                 n.hash(&mut h);
                 e.hash(&mut h);
             }
         }
         Self {
             kid,
-            algs,
+            alg,
             key,
             fingerprint: h.finish(),
         }
@@ -79,7 +79,7 @@ impl fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifyingKey")
             .field("kid", &self.kid)
-            .field("algs", &self.algs)
+            .field("alg", &self.alg)
             .finish()
     }
 }
@@ -107,7 +107,7 @@ impl KeySet {
                 let mut seen = false;
                 for key in &self.keys {
                     if key.kid.as_deref() == Some(kid) {
-                        if key.algs.admits(alg) {
+                        if key.alg == alg {
                             return Ok(key);
                         }
                         seen = true;
@@ -120,7 +120,7 @@ impl KeySet {
                 })
             }
             None => {
-                let mut fitting = self.keys.iter().filter(|k| k.algs.admits(alg));
+                let mut fitting = self.keys.iter().filter(|k| k.alg == alg);
                 match (fitting.next(), fitting.next()) {
                     (Some(key), None) => Ok(key),
                     _ => Err(NoKey::Unknown),
@@ -173,6 +173,14 @@ struct RawJwk {
     y: Option<String>,
 }
 
+/// JWK members that hold private or symmetric key material (RFC 7518 §6.2.2,
+/// §6.3.2, §6.4; RFC 8037 §2).
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+fn has_private_material(jwk: &serde_json::Value) -> bool {
+    PRIVATE_MEMBERS.iter().any(|m| jwk.get(m).is_some())
+}
+
 fn b64(field: &'static str, v: Option<&str>) -> Result<Vec<u8>, KeyError> {
     let v = v.ok_or_else(|| err(format!("missing `{field}`")))?;
     URL_SAFE_NO_PAD
@@ -208,179 +216,290 @@ pub(crate) fn header_alg(alg: &str) -> Option<Algorithm> {
     parse_alg(alg)
 }
 
+/// Significant bits of a big-endian unsigned integer.
 fn bit_len(bytes: &[u8]) -> usize {
-    match bytes.iter().position(|&b| b != 0) {
-        Some(i) => (bytes.len() - i) * 8 - bytes[i].leading_zeros() as usize,
+    let mut rest = bytes.iter().skip_while(|&&b| b == 0);
+    match rest.next() {
+        Some(first) => rest.count() * 8 + (8 - first.leading_zeros() as usize),
         None => 0,
     }
 }
 
-/// Builds one verifying key from a JWK (a JSON object), checked against the
-/// algorithm allowlist.
-pub(crate) fn key_from_jwk(
-    jwk: &serde_json::Value,
-    allowed: &[Algorithm],
-) -> Result<VerifyingKey, KeyError> {
-    let jwk = RawJwk::deserialize(jwk).map_err(|e| err(format!("unparsable JWK: {e}")))?;
-    if let Some(u) = &jwk.use_
-        && u != "sig"
-    {
-        return Err(err(format!("`use` is `{u}`, not `sig`")));
+fn check_rsa_bits(bits: usize) -> Result<(), KeyError> {
+    if (MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        Ok(())
+    } else {
+        Err(err(format!(
+            "RSA modulus of {bits} bits is outside {MIN_RSA_BITS}..={MAX_RSA_BITS}"
+        )))
     }
-    if let Some(ops) = &jwk.key_ops
-        && !ops.iter().any(|o| o == "verify")
-    {
-        return Err(err("`key_ops` does not include `verify`"));
-    }
-    let pinned = match jwk.alg.as_deref() {
-        None => None,
-        Some(a) => Some(parse_alg(a).ok_or_else(|| err(format!("unsupported `alg` {a:?}")))?),
+}
+
+/// One DER element: `(tag, content, rest)`. Definite lengths only.
+fn der_element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let (bytes, after) = rest.split_at_checked(count)?;
+        rest = after;
+        bytes.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b))
     };
-    let (algs, key) = match jwk.kty.as_str() {
-        "RSA" => {
-            let n = b64("n", jwk.n.as_deref())?;
-            let e = b64("e", jwk.e.as_deref())?;
-            let bits = bit_len(&n);
-            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-                return Err(err(format!(
-                    "RSA modulus of {bits} bits is outside {MIN_RSA_BITS}..={MAX_RSA_BITS}"
-                )));
+    let (content, rest) = rest.split_at_checked(len)?;
+    Some((tag, content, rest))
+}
+
+/// The modulus size of a PKCS#1 `RSAPublicKey` (`SEQUENCE { n INTEGER, e INTEGER }`).
+fn rsa_der_modulus_bits(der: &[u8]) -> Option<usize> {
+    let (0x30, seq, _) = der_element(der)? else {
+        return None;
+    };
+    let (0x02, n, rest) = der_element(seq)? else {
+        return None;
+    };
+    let (0x02, _e, _) = der_element(rest)? else {
+        return None;
+    };
+    Some(bit_len(n))
+}
+
+/// Checks a key's material against `alg` (sizes, types; see the module docs).
+fn check_material(key: &DecodingKey, alg: Algorithm) -> Result<(), KeyError> {
+    let bytes = match key.kind() {
+        DecodingKeyKind::RsaModulusExponent { n, e } => {
+            if alg.family() != AlgorithmFamily::Rsa {
+                return Err(err(format!("an RSA key cannot verify {alg:?}")));
             }
             if e.is_empty() || e.len() > 8 {
                 return Err(err("RSA exponent has an invalid size"));
             }
-            let algs = match pinned {
-                Some(a) if a.family() == AlgorithmFamily::Rsa => KeyAlgs::Pinned(a),
-                Some(a) => return Err(err(format!("`alg` {a:?} does not fit an RSA key"))),
-                None => KeyAlgs::Family(AlgorithmFamily::Rsa),
-            };
-            (algs, DecodingKey::from_rsa_raw_components(&n, &e))
+            return check_rsa_bits(bit_len(n));
         }
-        "EC" => {
-            let (alg, len) = match jwk.crv.as_deref() {
-                Some("P-256") => (Algorithm::ES256, 32),
-                Some("P-384") => (Algorithm::ES384, 48),
-                other => return Err(err(format!("unsupported EC curve {other:?}"))),
-            };
-            if pinned.is_some_and(|p| p != alg) {
-                return Err(err("`alg` does not fit the curve"));
-            }
-            let x = b64("x", jwk.x.as_deref())?;
-            let y = b64("y", jwk.y.as_deref())?;
-            if x.len() != len || y.len() != len {
-                return Err(err("EC coordinates have the wrong length"));
-            }
-            let mut point = Vec::with_capacity(1 + 2 * len);
-            point.push(0x04);
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
-            (KeyAlgs::Pinned(alg), DecodingKey::from_ec_der(&point))
-        }
-        "OKP" => {
-            if jwk.crv.as_deref() != Some("Ed25519") {
-                return Err(err(format!("unsupported OKP curve {:?}", jwk.crv)));
-            }
-            if pinned.is_some_and(|p| p != Algorithm::EdDSA) {
-                return Err(err("`alg` does not fit an Ed25519 key"));
-            }
-            let x = b64("x", jwk.x.as_deref())?;
-            if x.len() != 32 {
-                return Err(err("Ed25519 key has the wrong length"));
-            }
-            (
-                KeyAlgs::Pinned(Algorithm::EdDSA),
-                DecodingKey::from_ed_der(&x),
-            )
-        }
-        "oct" => return Err(err("symmetric (`oct`) keys are not taken from key sets")),
-        other => return Err(err(format!("unsupported `kty` {other:?}"))),
+        DecodingKeyKind::SecretOrDer(bytes) => bytes,
     };
-    let usable = match algs {
-        KeyAlgs::Pinned(a) => allowed.contains(&a),
-        KeyAlgs::Family(f) => allowed.iter().any(|a| a.family() == f),
-    };
-    if !usable {
-        return Err(err("the key's algorithm is not in the allowlist"));
+    match alg {
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => {
+            let bits = rsa_der_modulus_bits(bytes)
+                .ok_or_else(|| err("not a DER-encoded RSA public key (PKCS#1)"))?;
+            check_rsa_bits(bits)
+        }
+        // An uncompressed point: 0x04 ‖ x ‖ y.
+        Algorithm::ES256 if bytes.len() == 65 => Ok(()),
+        Algorithm::ES384 if bytes.len() == 97 => Ok(()),
+        Algorithm::ES256 | Algorithm::ES384 => Err(err(format!(
+            "not an uncompressed EC point of the {alg:?} curve"
+        ))),
+        Algorithm::EdDSA if bytes.len() == 32 => Ok(()),
+        Algorithm::EdDSA => Err(err("an Ed25519 key has 32 bytes")),
+        // RFC 7518 §3.2: a key at least as long as the hash output.
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            let min = match alg {
+                Algorithm::HS256 => 32,
+                Algorithm::HS384 => 48,
+                _ => 64,
+            };
+            if bytes.len() < min {
+                Err(err(format!("an {alg:?} secret needs at least {min} bytes")))
+            } else {
+                Ok(())
+            }
+        }
+        other => Err(err(format!("{other:?} keys are not supported"))),
     }
-    Ok(VerifyingKey::new(jwk.kid.map(Into::into), algs, key))
 }
 
-/// Parses a JWKS document. Members that cannot be used are skipped with a
-/// warning; the rest serve. Fails only when the document itself is not a
-/// key set, or no member is usable.
-pub(crate) fn parse_jwks(
-    json: &[u8],
-    allowed: &[Algorithm],
-    origin: &str,
-) -> Result<KeySet, KeyError> {
-    #[derive(Deserialize)]
-    struct Jwks {
-        keys: Vec<serde_json::Value>,
-    }
-    let jwks: Jwks =
-        serde_json::from_slice(json).map_err(|e| err(format!("not a JWK set: {e}")))?;
-    let mut keys = Vec::with_capacity(jwks.keys.len());
-    for (index, member) in jwks.keys.iter().enumerate() {
-        match key_from_jwk(member, allowed) {
-            Ok(key) => keys.push(key),
-            Err(why) => {
-                let kid = member.get("kid").and_then(|k| k.as_str()).unwrap_or("");
-                tracing::warn!(origin, index, kid, reason = %why, "skipping a key of the JWK set");
-            }
+impl KeyRules {
+    /// The last check of every key: its algorithm is allowed and its
+    /// material fits it.
+    fn admit(
+        &self,
+        kid: Option<Box<str>>,
+        alg: Algorithm,
+        key: DecodingKey,
+    ) -> Result<VerifyingKey, KeyError> {
+        if !self.allowed.contains(&alg) {
+            return Err(err(format!(
+                "the key's algorithm {alg:?} is not in the allowlist"
+            )));
         }
+        check_material(&key, alg)?;
+        Ok(VerifyingKey::new(kid, alg, key))
     }
-    // A key without `kid` in a set whose other keys have one would answer
-    // every kid-less token: drop it (RFC 7517 §4.5 expects distinct kids).
-    if keys.iter().any(|k| k.kid.is_some()) {
-        keys.retain(|k| {
-            if k.kid.is_none() {
-                tracing::warn!(
-                    origin,
-                    "skipping a key without `kid` in a set whose other keys have one"
-                );
-            }
-            k.kid.is_some()
-        });
-    }
-    if keys.is_empty() {
-        return Err(err("the JWK set holds no usable key"));
-    }
-    Ok(KeySet { keys })
-}
 
-/// Builds a verifying key from a PEM public key (RSA, EC P-256/P-384 or Ed25519).
-pub(crate) fn key_from_pem(pem: &[u8], kid: Option<&str>) -> Result<VerifyingKey, KeyError> {
-    let kid = kid.map(Into::into);
-    if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-        return Ok(VerifyingKey::new(
-            kid,
-            KeyAlgs::Family(AlgorithmFamily::Rsa),
-            key,
-        ));
+    /// A prepared `jsonwebtoken` key, pinned to `alg` by the application.
+    pub(crate) fn prepared(
+        &self,
+        key: DecodingKey,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<VerifyingKey, KeyError> {
+        self.admit(kid.map(Into::into), alg, key)
     }
-    if let Ok(key) = DecodingKey::from_ec_pem(pem) {
-        let alg = match key.try_get_as_bytes().map(<[u8]>::len) {
-            Ok(65) => Algorithm::ES256,
-            Ok(97) => Algorithm::ES384,
-            _ => return Err(err("unsupported EC curve in PEM")),
+
+    /// Builds one verifying key from a JWK (a JSON object).
+    pub(crate) fn jwk(&self, jwk: &serde_json::Value) -> Result<VerifyingKey, KeyError> {
+        if has_private_material(jwk) {
+            return Err(err("the JWK holds private or symmetric key material"));
+        }
+        let jwk = RawJwk::deserialize(jwk).map_err(|e| err(format!("unparsable JWK: {e}")))?;
+        if let Some(u) = &jwk.use_
+            && u != "sig"
+        {
+            return Err(err(format!("`use` is `{u}`, not `sig`")));
+        }
+        if let Some(ops) = &jwk.key_ops
+            && !ops.iter().any(|o| o == "verify")
+        {
+            return Err(err("`key_ops` does not include `verify`"));
+        }
+        let pinned = match jwk.alg.as_deref() {
+            None => None,
+            Some(a) => Some(parse_alg(a).ok_or_else(|| err(format!("unsupported `alg` {a:?}")))?),
         };
-        return Ok(VerifyingKey::new(kid, KeyAlgs::Pinned(alg), key));
+        let (alg, key) = match jwk.kty.as_str() {
+            "RSA" => {
+                let alg = pinned.unwrap_or(self.rsa_default);
+                if alg.family() != AlgorithmFamily::Rsa {
+                    return Err(err(format!("`alg` {alg:?} does not fit an RSA key")));
+                }
+                let n = b64("n", jwk.n.as_deref())?;
+                let e = b64("e", jwk.e.as_deref())?;
+                (alg, DecodingKey::from_rsa_raw_components(&n, &e))
+            }
+            "EC" => {
+                let alg = match jwk.crv.as_deref() {
+                    Some("P-256") => Algorithm::ES256,
+                    Some("P-384") => Algorithm::ES384,
+                    other => return Err(err(format!("unsupported EC curve {other:?}"))),
+                };
+                if pinned.is_some_and(|p| p != alg) {
+                    return Err(err("`alg` does not fit the curve"));
+                }
+                let x = b64("x", jwk.x.as_deref())?;
+                let y = b64("y", jwk.y.as_deref())?;
+                if x.len() != y.len() {
+                    return Err(err("EC coordinates have the wrong length"));
+                }
+                let mut point = Vec::with_capacity(1 + x.len() + y.len());
+                point.push(0x04);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                (alg, DecodingKey::from_ec_der(&point))
+            }
+            "OKP" => {
+                if jwk.crv.as_deref() != Some("Ed25519") {
+                    return Err(err(format!("unsupported OKP curve {:?}", jwk.crv)));
+                }
+                if pinned.is_some_and(|p| p != Algorithm::EdDSA) {
+                    return Err(err("`alg` does not fit an Ed25519 key"));
+                }
+                let x = b64("x", jwk.x.as_deref())?;
+                (Algorithm::EdDSA, DecodingKey::from_ed_der(&x))
+            }
+            other => return Err(err(format!("unsupported `kty` {other:?}"))),
+        };
+        self.admit(jwk.kid.map(Into::into), alg, key)
     }
-    if let Ok(key) = DecodingKey::from_ed_pem(pem) {
-        return Ok(VerifyingKey::new(
-            kid,
-            KeyAlgs::Pinned(Algorithm::EdDSA),
-            key,
-        ));
+
+    /// Parses a JWKS document. Members that cannot be used are skipped with a
+    /// warning; the rest serve. Members holding private key material are
+    /// refused with one error event per document. Fails only when the
+    /// document itself is not a key set, or no member is usable.
+    pub(crate) fn jwks(&self, json: &[u8], origin: &str) -> Result<KeySet, KeyError> {
+        #[derive(Deserialize)]
+        struct Jwks {
+            keys: Vec<serde_json::Value>,
+        }
+        let jwks: Jwks =
+            serde_json::from_slice(json).map_err(|e| err(format!("not a JWK set: {e}")))?;
+        let mut keys = Vec::with_capacity(jwks.keys.len());
+        let mut private = Vec::new();
+        for (index, member) in jwks.keys.iter().enumerate() {
+            let kid = member.get("kid").and_then(|k| k.as_str()).unwrap_or("");
+            if has_private_material(member) {
+                private.push(kid.to_owned());
+                continue;
+            }
+            match self.jwk(member) {
+                Ok(key) => keys.push(key),
+                Err(why) => {
+                    tracing::warn!(origin, index, kid, reason = %why, "skipping a key of the JWK set");
+                }
+            }
+        }
+        if !private.is_empty() {
+            tracing::error!(
+                origin,
+                kids = ?private,
+                "the JWK set publishes private or symmetric key material; those members are refused (rotate those keys)"
+            );
+        }
+        // A key without `kid` in a set whose other keys have one would answer
+        // every kid-less token: drop it (RFC 7517 §4.5 expects distinct kids).
+        if keys.iter().any(|k| k.kid.is_some()) {
+            keys.retain(|k| {
+                if k.kid.is_none() {
+                    tracing::warn!(
+                        origin,
+                        "skipping a key without `kid` in a set whose other keys have one"
+                    );
+                }
+                k.kid.is_some()
+            });
+        }
+        if keys.is_empty() {
+            return Err(err("the JWK set holds no usable key"));
+        }
+        Ok(KeySet { keys })
     }
-    Err(err(
-        "not a PEM public key of a supported type (RSA, EC P-256/P-384, Ed25519)",
-    ))
+
+    /// Builds a verifying key from a PEM public key (RSA, EC P-256/P-384 or
+    /// Ed25519). RSA keys verify the configured RSA algorithm.
+    pub(crate) fn pem(&self, pem: &[u8], kid: Option<&str>) -> Result<VerifyingKey, KeyError> {
+        let kid = kid.map(Into::into);
+        if pem.windows(11).any(|w| w == b"PRIVATE KEY") {
+            return Err(err("a PEM private key: configure the public key only"));
+        }
+        if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+            return self.admit(kid, self.rsa_default, key);
+        }
+        if let Ok(key) = DecodingKey::from_ec_pem(pem) {
+            let alg = match key.try_get_as_bytes().map(<[u8]>::len) {
+                Ok(65) => Algorithm::ES256,
+                Ok(97) => Algorithm::ES384,
+                _ => return Err(err("unsupported EC curve in PEM")),
+            };
+            return self.admit(kid, alg, key);
+        }
+        if let Ok(key) = DecodingKey::from_ed_pem(pem) {
+            return self.admit(kid, Algorithm::EdDSA, key);
+        }
+        Err(err(
+            "not a PEM public key of a supported type (RSA, EC P-256/P-384, Ed25519)",
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rules(allowed: &[Algorithm]) -> KeyRules {
+        KeyRules {
+            allowed: allowed.to_vec(),
+            rsa_default: Algorithm::RS256,
+        }
+    }
 
     const ALL: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
 
@@ -389,12 +508,16 @@ mod tests {
             "x": URL_SAFE_NO_PAD.encode([1u8; 32]), "y": URL_SAFE_NO_PAD.encode([2u8; 32])})
     }
 
+    fn rsa_jwk(kid: &str, bytes: usize) -> serde_json::Value {
+        serde_json::json!({"kty":"RSA","kid":kid,"n": URL_SAFE_NO_PAD.encode(vec![0xc1u8; bytes]),"e":"AQAB"})
+    }
+
     #[test]
     fn tolerant_key_set() {
         let jwks = serde_json::json!({"keys": [
             ec_jwk("good"),
             {"kty":"RSA","kid":"enc","use":"enc","n":"AQAB","e":"AQAB"},
-            {"kty":"RSA","kid":"small","n": URL_SAFE_NO_PAD.encode([0xffu8; 128]),"e":"AQAB"},
+            rsa_jwk("small", 128),
             {"kty":"EC","crv":"P-521","kid":"p521","x":"AA","y":"AA"},
             {"kty":"oct","kid":"hmac","k":"c2VjcmV0"},
             {"kty":"OKP","crv":"X25519","kid":"x","x":"AA"},
@@ -403,7 +526,9 @@ mod tests {
             "not an object",
             {"kty":"OKP","crv":"Ed25519","x": URL_SAFE_NO_PAD.encode([3u8; 32])},
         ]});
-        let set = parse_jwks(jwks.to_string().as_bytes(), ALL, "test").unwrap();
+        let set = rules(ALL)
+            .jwks(jwks.to_string().as_bytes(), "test")
+            .unwrap();
         assert_eq!(set.kids(), ["good"]);
         assert!(set.select(Some("good"), Algorithm::ES256).is_ok());
         assert_eq!(
@@ -415,14 +540,14 @@ mod tests {
             NoKey::Unknown
         );
         assert!(set.select(None, Algorithm::ES256).is_ok());
-        assert!(parse_jwks(br#"{"keys":[]}"#, ALL, "t").is_err());
-        assert!(parse_jwks(b"[]", ALL, "t").is_err());
+        assert!(rules(ALL).jwks(br#"{"keys":[]}"#, "t").is_err());
+        assert!(rules(ALL).jwks(b"[]", "t").is_err());
     }
 
     #[test]
     fn kidless_token_needs_a_single_fitting_key() {
         let jwks = serde_json::json!({"keys": [ec_jwk("a"), ec_jwk("b")]});
-        let set = parse_jwks(jwks.to_string().as_bytes(), ALL, "t").unwrap();
+        let set = rules(ALL).jwks(jwks.to_string().as_bytes(), "t").unwrap();
         assert_eq!(
             set.select(None, Algorithm::ES256).unwrap_err(),
             NoKey::Unknown
@@ -430,12 +555,99 @@ mod tests {
     }
 
     #[test]
+    fn rsa_keys_without_alg_are_pinned_to_one_algorithm() {
+        let all = [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ];
+        let key = rules(&all).jwk(&rsa_jwk("r", 256)).unwrap();
+        assert_eq!(key.alg, Algorithm::RS256);
+        let set = KeySet { keys: vec![key] };
+        assert!(set.select(Some("r"), Algorithm::RS256).is_ok());
+        for other in &all[1..] {
+            assert_eq!(
+                set.select(Some("r"), *other).unwrap_err(),
+                NoKey::AlgorithmMismatch
+            );
+        }
+        let ps = KeyRules {
+            allowed: all.to_vec(),
+            rsa_default: Algorithm::PS256,
+        };
+        assert_eq!(ps.jwk(&rsa_jwk("r", 256)).unwrap().alg, Algorithm::PS256);
+        let mut labelled = rsa_jwk("r", 256);
+        labelled["alg"] = "PS512".into();
+        assert_eq!(rules(&all).jwk(&labelled).unwrap().alg, Algorithm::PS512);
+    }
+
+    #[test]
+    fn private_material_is_refused() {
+        for member in PRIVATE_MEMBERS {
+            let mut jwk = ec_jwk("a");
+            jwk[*member] = "AQAB".into();
+            let e = rules(ALL).jwk(&jwk).unwrap_err();
+            assert!(e.0.contains("private"), "{member}: {e}");
+            let jwks = serde_json::json!({"keys": [jwk, ec_jwk("b")]});
+            let set = rules(ALL).jwks(jwks.to_string().as_bytes(), "t").unwrap();
+            assert_eq!(set.kids(), ["b"]);
+        }
+    }
+
+    #[test]
+    fn key_sizes() {
+        let prepared = |key: DecodingKey, alg| rules(&[alg]).prepared(key, alg, None);
+        let rsa =
+            |bytes: usize| DecodingKey::from_rsa_raw_components(&vec![0xc1; bytes], &[1, 0, 1]);
+        assert!(prepared(rsa(255), Algorithm::RS256).is_err());
+        assert!(prepared(rsa(256), Algorithm::RS256).is_ok());
+        assert!(prepared(rsa(1025), Algorithm::RS256).is_err());
+        assert!(prepared(rsa(256), Algorithm::ES256).is_err());
+        // PKCS#1 DER: SEQUENCE { INTEGER n, INTEGER e }.
+        let der = |n: &[u8]| {
+            let mut int = vec![0x02, 0x82];
+            int.extend_from_slice(&(n.len() as u16).to_be_bytes());
+            int.extend_from_slice(n);
+            int.extend_from_slice(&[0x02, 0x03, 1, 0, 1]);
+            let mut seq = vec![0x30, 0x82];
+            seq.extend_from_slice(&(int.len() as u16).to_be_bytes());
+            seq.extend_from_slice(&int);
+            seq
+        };
+        assert_eq!(rsa_der_modulus_bits(&der(&[0x00, 0x80, 0, 0])), Some(24));
+        assert!(
+            prepared(
+                DecodingKey::from_rsa_der(&der(&[0xc1; 128])),
+                Algorithm::RS256
+            )
+            .is_err()
+        );
+        assert!(
+            prepared(
+                DecodingKey::from_rsa_der(&der(&[0xc1; 256])),
+                Algorithm::RS256
+            )
+            .is_ok()
+        );
+        assert!(prepared(DecodingKey::from_rsa_der(b"\x30\x82\xff"), Algorithm::RS256).is_err());
+        assert!(prepared(DecodingKey::from_secret(&[7; 31]), Algorithm::HS256).is_err());
+        assert!(prepared(DecodingKey::from_secret(&[7; 32]), Algorithm::HS256).is_ok());
+        assert!(prepared(DecodingKey::from_secret(&[7; 63]), Algorithm::HS512).is_err());
+        assert!(prepared(DecodingKey::from_ec_der(&[4; 64]), Algorithm::ES256).is_err());
+        assert!(prepared(DecodingKey::from_ed_der(&[4; 31]), Algorithm::EdDSA).is_err());
+    }
+
+    #[test]
     fn allowlist_filters_keys() {
-        let only_rs = [Algorithm::RS256];
-        assert!(key_from_jwk(&ec_jwk("a"), &only_rs).is_err());
+        assert!(rules(&[Algorithm::RS256]).jwk(&ec_jwk("a")).is_err());
+        assert!(rules(&[Algorithm::RS384]).jwk(&rsa_jwk("r", 256)).is_err());
         assert!(header_alg("none").is_none());
         assert_eq!(header_alg("Ed25519"), Some(Algorithm::EdDSA));
         assert!(header_alg("rs256").is_none());
         assert_eq!(bit_len(&[0, 0x01, 0]), 9);
+        assert_eq!(bit_len(&[0, 0]), 0);
     }
 }

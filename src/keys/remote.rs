@@ -24,12 +24,11 @@ use arc_swap::ArcSwapOption;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
-use jsonwebtoken::Algorithm;
 use reqwest::header::{ACCEPT, CACHE_CONTROL, HeaderValue};
 use reqwest::{StatusCode, Url};
 use tokio::time::Instant;
 
-use super::{KeySet, parse_jwks};
+use super::{KeyRules, KeySet};
 
 /// A failed fetch (discovery or JWKS).
 #[derive(Debug, Clone)]
@@ -281,7 +280,7 @@ impl Drop for Interrupted {
 pub(crate) struct RemoteKeys {
     source: RemoteSource,
     fetcher: Fetcher,
-    allowed: Vec<Algorithm>,
+    rules: KeyRules,
     cfg: RemoteConfig,
     current: ArcSwapOption<Loaded>,
     state: Mutex<State>,
@@ -291,13 +290,13 @@ impl RemoteKeys {
     pub(crate) fn new(
         source: RemoteSource,
         fetcher: Fetcher,
-        allowed: Vec<Algorithm>,
+        rules: KeyRules,
         cfg: RemoteConfig,
     ) -> Self {
         Self {
             source,
             fetcher,
-            allowed,
+            rules,
             cfg,
             current: ArcSwapOption::empty(),
             state: Mutex::default(),
@@ -506,7 +505,9 @@ impl RemoteKeys {
             }
         };
         let doc = self.fetcher.get(&url).await?;
-        let keys = parse_jwks(&doc.body, &self.allowed, url.as_str())
+        let keys = self
+            .rules
+            .jwks(&doc.body, url.as_str())
             .map_err(|e| FetchError::new(format!("{url}: {e}")))?;
         Ok((Arc::new(keys), doc.max_age))
     }
