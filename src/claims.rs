@@ -296,6 +296,72 @@ impl fmt::Debug for AccessToken {
     }
 }
 
+/// Where a token's scopes are read from.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum ScopeSource {
+    /// The space-separated `scope` claim (RFC 9068, RFC 8693). The default.
+    #[default]
+    Scope,
+    /// The `scp` claim, as a space-separated string or an array of strings
+    /// (Microsoft Entra ID, Okta).
+    Scp,
+    /// The `permissions` claim, an array of strings (Auth0 RBAC).
+    Permissions,
+    /// A custom function of the verified claims.
+    Custom(Arc<dyn Fn(&AccessTokenClaims) -> Scopes + Send + Sync>),
+}
+
+impl ScopeSource {
+    /// A custom source.
+    pub fn custom(f: impl Fn(&AccessTokenClaims) -> Scopes + Send + Sync + 'static) -> Self {
+        Self::Custom(Arc::new(f))
+    }
+
+    /// Reads the scopes of `claims`. A claim of the wrong JSON type yields
+    /// `Err(claim name)`.
+    pub(crate) fn read(&self, claims: &AccessTokenClaims) -> Result<Scopes, &'static str> {
+        match self {
+            Self::Scope => Ok(claims
+                .scope
+                .as_deref()
+                .map(Scopes::from_space_separated)
+                .unwrap_or_default()),
+            Self::Scp => string_or_array(claims.extra.get("scp"), true).ok_or("scp"),
+            Self::Permissions => {
+                string_or_array(claims.extra.get("permissions"), false).ok_or("permissions")
+            }
+            Self::Custom(f) => Ok(f(claims)),
+        }
+    }
+}
+
+fn string_or_array(v: Option<&serde_json::Value>, allow_string: bool) -> Option<Scopes> {
+    match v {
+        None => Some(Scopes::default()),
+        Some(serde_json::Value::String(s)) if allow_string => Some(Scopes::from_space_separated(s)),
+        Some(serde_json::Value::Array(items)) => {
+            let mut names = Vec::with_capacity(items.len());
+            for item in items {
+                names.push(item.as_str()?);
+            }
+            Some(names.into_iter().collect())
+        }
+        Some(_) => None,
+    }
+}
+
+impl fmt::Debug for ScopeSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Scope => f.write_str("Scope"),
+            Self::Scp => f.write_str("Scp"),
+            Self::Permissions => f.write_str("Permissions"),
+            Self::Custom(_) => f.write_str("Custom(<fn>)"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

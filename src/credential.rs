@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use http::{HeaderMap, Uri, header};
 
 use crate::error::{AuthError, InvalidRequest, InvalidToken};
+use crate::syntax::is_token68;
 
 /// Where the guard looks for the access token. The `Authorization` header is
 /// always read; the others only when enabled.
@@ -46,34 +47,6 @@ impl TokenSources {
         self.cookie = Some(name.into());
         self
     }
-}
-
-/// The bytes that may appear in a token68 before its trailing `=` padding.
-/// A table, because every request's token is scanned once on the hot path.
-#[allow(
-    clippy::indexing_slicing,
-    reason = "compile-time loop over the table's own 256 indices"
-)]
-static TOKEN68: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] =
-            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
-        b += 1;
-    }
-    table
-};
-
-/// Whether `s` is a token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-pub fn is_token68(s: &[u8]) -> bool {
-    // One pass: the token68 characters, then only padding.
-    let body = s
-        .iter()
-        .position(|&b| TOKEN68.get(usize::from(b)) != Some(&true))
-        .unwrap_or(s.len());
-    body > 0 && s.iter().skip(body).all(|&b| b == b'=')
 }
 
 /// Parses one `Authorization` header value. `Ok(None)` when the scheme is not
@@ -121,6 +94,10 @@ fn check_token68(token: &[u8]) -> Result<&str, AuthError> {
     // token68 is ASCII.
     std::str::from_utf8(token).map_err(|_| malformed())
 }
+
+/// What the form-body layer found (RFC 6750 §2.2), for this step to read.
+#[derive(Clone)]
+pub(crate) struct FormToken(pub(crate) Result<String, AuthError>);
 
 /// The access token found in a request.
 pub(crate) struct Found<'a> {
@@ -247,13 +224,10 @@ pub(crate) fn extract<'a>(
         }
     }
     // Put there by the form layer, which is the opt-in for body tokens.
-    #[cfg(feature = "axum")]
-    if let Some(crate::form::FormToken(token)) = extensions.get::<crate::form::FormToken>() {
+    if let Some(FormToken(token)) = extensions.get::<FormToken>() {
         let token = token.as_ref().map_err(Clone::clone)?;
         put(Cow::Borrowed(token.as_bytes()), true, false)?;
     }
-    #[cfg(not(feature = "axum"))]
-    let _ = extensions;
     Ok(found)
 }
 

@@ -1,4 +1,5 @@
-//! Failures and their RFC 6750 challenges.
+//! Failures: every way a request can be refused, as one [`AuthError`]. How
+//! each is rendered lives in the challenge module.
 //!
 //! Every way a request can fail authentication or authorization ends as one
 //! [`AuthError`]. Its [`status`](AuthError::status) and
@@ -27,11 +28,9 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::StatusCode;
 
 /// Why a request was refused. Rendered as an RFC 6750 challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,76 +231,6 @@ impl AuthError {
             AuthErrorKind::Misconfigured(_) => "Internal server error",
         }
     }
-
-    /// The `WWW-Authenticate` value for this error, with the given realm, or
-    /// `None` where no challenge belongs (503, 500).
-    ///
-    /// The realm must be a valid quoted-string content (the builder checks it);
-    /// scope names are RFC 6749 scope-tokens, which never hold `"` or `\`.
-    pub fn challenge(&self, realm: &str) -> Option<String> {
-        let mut out = String::with_capacity(96);
-        out.push_str("Bearer realm=\"");
-        out.push_str(realm);
-        out.push('"');
-        match &self.kind {
-            AuthErrorKind::MissingToken => {}
-            AuthErrorKind::InvalidRequest(_)
-            | AuthErrorKind::InvalidToken(_)
-            | AuthErrorKind::InsufficientScope { .. } => {
-                out.push_str(", error=\"");
-                out.push_str(self.error_code().unwrap_or_default());
-                out.push_str("\", error_description=\"");
-                out.push_str(self.description());
-                out.push('"');
-                if let AuthErrorKind::InsufficientScope { required } = &self.kind {
-                    out.push_str(", scope=\"");
-                    // Defence in depth: only scope-token characters may be echoed.
-                    out.extend(
-                        required
-                            .chars()
-                            .filter(|c| crate::scope::is_scope_char_or_space(*c)),
-                    );
-                    out.push('"');
-                }
-            }
-            AuthErrorKind::KeysUnavailable { .. } | AuthErrorKind::Misconfigured(_) => {
-                return None;
-            }
-        }
-        Some(out)
-    }
-
-    /// Renders the error as an HTTP response with an empty body (or the body
-    /// given by `render`), the right status, `WWW-Authenticate` and, for 503,
-    /// `Retry-After`.
-    pub(crate) fn to_response<B: ChallengeBody>(&self, ctx: &ErrorContext) -> Response<B> {
-        let custom = ctx.render.as_ref().and_then(|render| render(self));
-        let mut headers = http::HeaderMap::new();
-        if let Some(value) = self
-            .challenge(&ctx.realm)
-            .and_then(|c| HeaderValue::try_from(c).ok())
-        {
-            headers.insert(header::WWW_AUTHENTICATE, value);
-        }
-        if let AuthErrorKind::KeysUnavailable { retry_after } = &self.kind {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry_after.as_secs().max(1)),
-            );
-        }
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        let body = match custom {
-            Some(ErrorBody { content_type, body }) => {
-                headers.insert(header::CONTENT_TYPE, content_type);
-                B::from_bytes(body)
-            }
-            None => B::from_bytes(Bytes::new()),
-        };
-        let mut response = Response::new(body);
-        *response.status_mut() = self.status();
-        *response.headers_mut() = headers;
-        response
-    }
 }
 
 impl fmt::Display for AuthError {
@@ -323,167 +252,3 @@ impl fmt::Display for AuthError {
 }
 
 impl std::error::Error for AuthError {}
-
-/// A custom error body produced by an error renderer.
-///
-/// ```
-/// use tokenguard::ErrorBody;
-/// let body = ErrorBody::json(r#"{"error":"invalid_token"}"#);
-/// assert_eq!(body.content_type, "application/json");
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ErrorBody {
-    /// The `Content-Type` of the body.
-    pub content_type: HeaderValue,
-    /// The body bytes.
-    pub body: Bytes,
-}
-
-impl ErrorBody {
-    /// A body with the given content type.
-    pub fn new(content_type: HeaderValue, body: impl Into<Bytes>) -> Self {
-        Self {
-            content_type,
-            body: body.into(),
-        }
-    }
-
-    /// An `application/json` body.
-    pub fn json(body: impl Into<Bytes>) -> Self {
-        Self::new(HeaderValue::from_static("application/json"), body)
-    }
-
-    /// The body of [`TokenGuardBuilder::json_errors`](crate::TokenGuardBuilder::json_errors):
-    /// `{"error": "…", "error_description": "…"}` (plus `"scope"` for 403).
-    pub fn standard_json(err: &AuthError) -> Self {
-        let mut obj = serde_json::Map::new();
-        obj.insert(
-            "error".into(),
-            err.error_code().unwrap_or("unauthorized").into(),
-        );
-        obj.insert("error_description".into(), err.description().into());
-        if let AuthErrorKind::InsufficientScope { required } = err.kind() {
-            obj.insert("scope".into(), required.as_str().into());
-        }
-        Self::json(serde_json::Value::Object(obj).to_string())
-    }
-}
-
-/// A function that renders a custom body for an error. Returning `None` keeps
-/// the empty body. Status and headers are always set by tokenguard.
-pub type RenderError = Arc<dyn Fn(&AuthError) -> Option<ErrorBody> + Send + Sync>;
-
-/// What rendering a challenge needs: the realm and the optional body renderer.
-#[derive(Clone)]
-pub(crate) struct ErrorContext {
-    pub(crate) realm: Arc<str>,
-    pub(crate) render: Option<RenderError>,
-}
-
-impl fmt::Debug for ErrorContext {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErrorContext")
-            .field("realm", &self.realm)
-            .field("render", &self.render.as_ref().map(|_| "<fn>"))
-            .finish()
-    }
-}
-
-impl Default for ErrorContext {
-    fn default() -> Self {
-        Self {
-            realm: Arc::from("api"),
-            render: None,
-        }
-    }
-}
-
-/// Response bodies that tokenguard can build its error responses with.
-///
-/// Implemented for the common body types; a service whose response body is
-/// another type needs a body that implements this trait.
-pub trait ChallengeBody: Sized {
-    /// Builds a body holding `bytes` (empty for the default challenge). Body
-    /// types that cannot carry bytes may ignore them.
-    fn from_bytes(bytes: Bytes) -> Self;
-}
-
-#[cfg(feature = "axum")]
-impl ChallengeBody for axum::body::Body {
-    fn from_bytes(bytes: Bytes) -> Self {
-        axum::body::Body::from(bytes)
-    }
-}
-
-#[cfg(feature = "tonic")]
-impl ChallengeBody for tonic::body::Body {
-    fn from_bytes(bytes: Bytes) -> Self {
-        if bytes.is_empty() {
-            tonic::body::Body::empty()
-        } else {
-            tonic::body::Body::new(http_body_util::Full::new(bytes))
-        }
-    }
-}
-
-impl ChallengeBody for http_body_util::Full<Bytes> {
-    fn from_bytes(bytes: Bytes) -> Self {
-        http_body_util::Full::new(bytes)
-    }
-}
-
-impl ChallengeBody for http_body_util::Empty<Bytes> {
-    fn from_bytes(_: Bytes) -> Self {
-        http_body_util::Empty::new()
-    }
-}
-
-impl<E: 'static> ChallengeBody for http_body_util::combinators::UnsyncBoxBody<Bytes, E> {
-    fn from_bytes(bytes: Bytes) -> Self {
-        use http_body_util::BodyExt;
-        http_body_util::Full::new(bytes)
-            .map_err(|never| match never {})
-            .boxed_unsync()
-    }
-}
-
-impl<E: 'static> ChallengeBody for http_body_util::combinators::BoxBody<Bytes, E> {
-    fn from_bytes(bytes: Bytes) -> Self {
-        use http_body_util::BodyExt;
-        http_body_util::Full::new(bytes)
-            .map_err(|never| match never {})
-            .boxed()
-    }
-}
-
-impl ChallengeBody for String {
-    fn from_bytes(bytes: Bytes) -> Self {
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-impl ChallengeBody for Bytes {
-    fn from_bytes(bytes: Bytes) -> Self {
-        bytes
-    }
-}
-
-impl ChallengeBody for Vec<u8> {
-    fn from_bytes(bytes: Bytes) -> Self {
-        bytes.to_vec()
-    }
-}
-
-impl ChallengeBody for () {
-    fn from_bytes(_: Bytes) -> Self {}
-}
-
-#[cfg(feature = "axum")]
-impl axum::response::IntoResponse for AuthError {
-    /// Renders with realm `api` and an empty body. Inside the guard's layer,
-    /// extractors render with the guard's realm and body renderer instead.
-    fn into_response(self) -> axum::response::Response {
-        self.to_response(&ErrorContext::default())
-    }
-}

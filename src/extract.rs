@@ -47,23 +47,24 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::challenge::ChallengeConfig;
 use crate::claims::AccessToken;
-use crate::error::{AuthError, AuthErrorKind, ErrorContext, InvalidToken};
-use crate::layer::error_context;
+use crate::error::{AuthError, AuthErrorKind, InvalidToken};
+use crate::extensions::{GuardContext, challenge_config};
 use crate::scope::ScopeRequirement;
 
 /// Rejection of tokenguard's extractors: an [`AuthError`] rendered with the
 /// guard's realm and body renderer.
 pub struct AuthRejection {
     error: AuthError,
-    ctx: Arc<ErrorContext>,
+    ctx: Arc<ChallengeConfig>,
 }
 
 impl AuthRejection {
     fn new(error: AuthError, parts: &Parts) -> Self {
         Self {
             error,
-            ctx: error_context(&parts.extensions),
+            ctx: challenge_config(&parts.extensions),
         }
     }
 
@@ -94,12 +95,7 @@ impl std::error::Error for AuthRejection {}
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        if let AuthErrorKind::Misconfigured(why) = self.error.kind() {
-            tracing::error!(why, "tokenguard extractor misconfigured");
-        } else {
-            tracing::debug!(status = self.error.status().as_u16(), reason = %self.error, "request refused");
-        }
-        self.error.to_response(&self.ctx)
+        crate::observe::reject(&self.error, &self.ctx)
     }
 }
 
@@ -107,11 +103,7 @@ fn token(parts: &Parts) -> Result<Arc<AccessToken>, AuthRejection> {
     if let Some(t) = parts.extensions.get::<Arc<AccessToken>>() {
         return Ok(t.clone());
     }
-    let err = if parts
-        .extensions
-        .get::<crate::guard::GuardErrors>()
-        .is_some()
-    {
+    let err = if parts.extensions.get::<GuardContext>().is_some() {
         // The guard ran (optional layer) and found no token.
         AuthError::missing_token()
     } else {
@@ -123,8 +115,16 @@ fn token(parts: &Parts) -> Result<Arc<AccessToken>, AuthRejection> {
 }
 
 /// The whole verified token: claims, scopes, and typed access to any claim.
+/// Derefs to [`AccessToken`].
 #[derive(Debug, Clone)]
 pub struct Token(pub Arc<AccessToken>);
+
+impl std::ops::Deref for Token {
+    type Target = AccessToken;
+    fn deref(&self) -> &AccessToken {
+        &self.0
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Token {
     type Rejection = AuthRejection;
@@ -158,8 +158,25 @@ fn optional<T>(
 /// For [`AccessTokenClaims`](crate::AccessTokenClaims) this is the instance
 /// parsed during verification; other types are deserialized from the verified
 /// payload. A payload that does not fit `C` is refused as `invalid_token`.
+///
+/// `Claims<C>` derefs to `C`:
+///
+/// ```
+/// use tokenguard::{AccessTokenClaims, Claims};
+/// async fn me(claims: Claims<AccessTokenClaims>) -> String {
+///     claims.sub.clone().unwrap_or_default()
+/// }
+/// # let _: axum::Router = axum::Router::new().route("/me", axum::routing::get(me));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Claims<C>(pub Arc<C>);
+
+impl<C> std::ops::Deref for Claims<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        &self.0
+    }
+}
 
 fn claims<C: DeserializeOwned + Send + Sync + 'static>(
     token: &AccessToken,

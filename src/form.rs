@@ -29,12 +29,19 @@ use http::{Method, Request, Response, StatusCode, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::credential::{decode_param, is_access_token_name};
+use crate::credential::{FormToken, decode_param, is_access_token_name};
 use crate::error::{AuthError, InvalidRequest};
+use crate::guard::TokenGuard;
 
-/// What the form layer found, for the guard's layer to read.
-#[derive(Clone)]
-pub(crate) struct FormToken(pub(crate) Result<String, AuthError>);
+impl TokenGuard {
+    /// A layer that reads the access token from form-encoded request bodies
+    /// (RFC 6750 §2.2), for clients that cannot send the `Authorization`
+    /// header. Place it outside [`layer`](Self::layer). See
+    /// [`FormTokenLayer`](FormTokenLayer).
+    pub fn form_token_layer(&self) -> FormTokenLayer {
+        FormTokenLayer::new(self.inner.max_token_len)
+    }
+}
 
 /// Reads the access token from form-encoded bodies. Made by
 /// [`TokenGuard::form_token_layer`](crate::TokenGuard::form_token_layer).

@@ -1,40 +1,34 @@
-//! [`TokenGuard`]: the configured verifier, and its builder.
+//! [`TokenGuard`]: the configured guard, and the one decision it makes for
+//! each request ([`TokenGuard::authenticate`]): credential → verified-token
+//! cache or verification → binding → extensions. Every path, cache hits
+//! included, ends in [`TokenGuard::admit`].
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use tokenguard::testing::TestIssuer;
+//! let issuer = TestIssuer::new();
+//! let guard = issuer.guard("https://api");
+//! let token = issuer.token().audience("https://api").mint();
+//! assert!(guard.verify(&token).await.is_ok());
+//! # }
+//! ```
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::Request;
 
-use jsonwebtoken::{Algorithm, DecodingKey};
-
-use crate::cache::{TokenCache, TokenCacheConfig};
+use crate::challenge::ChallengeConfig;
 use crate::claims::AccessToken;
-use crate::credential;
-use crate::credential::TokenSources;
-use crate::error::{AuthError, ErrorBody, ErrorContext, RenderError};
-use crate::jwt::{JwtVerifier, KeySource, Policy, Verification, Verified, Verifier};
-use crate::keys::remote::{
-    FetchError, Fetcher, RefreshError, RemoteConfig, RemoteKeys, RemoteSource, check_url,
-};
-use crate::keys::{KeyRules, KeySet, VerifyingKey};
-use crate::layer::TokenGuardLayer;
-use crate::scope::ScopeSource;
-
-/// The asymmetric algorithms accepted by default.
-pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+use crate::credential::{self, TokenSources};
+use crate::error::AuthError;
+use crate::extensions::GuardContext;
+use crate::keys::KeySetStatus;
+use crate::keys::remote::RefreshError;
+use crate::verify::jwt::{JwtVerifier, KeySource};
+use crate::verify::{Verification, Verifier, VerifyResult};
 
 /// Verifies access tokens. Cheap to clone; build one per issuer with
 /// [`TokenGuard::builder`] and turn it into a tower layer with
@@ -62,7 +56,7 @@ pub(crate) struct GuardInner {
     pub(crate) issuers: Vec<Arc<JwtVerifier>>,
     pub(crate) sources: TokenSources,
     pub(crate) max_token_len: usize,
-    pub(crate) errors: Arc<ErrorContext>,
+    pub(crate) errors: Arc<ChallengeConfig>,
 }
 
 impl fmt::Debug for TokenGuard {
@@ -75,33 +69,6 @@ impl fmt::Debug for TokenGuard {
 }
 
 impl TokenGuard {
-    /// Starts configuring a guard.
-    pub fn builder() -> TokenGuardBuilder {
-        TokenGuardBuilder::default()
-    }
-
-    /// A layer that refuses requests without a valid access token and puts
-    /// the verified `Arc<AccessToken>` into the request extensions.
-    pub fn layer(&self) -> TokenGuardLayer {
-        TokenGuardLayer::new(self.clone(), false)
-    }
-
-    /// Like [`layer`](Self::layer), but lets requests without any access
-    /// token through (a present but invalid token is still refused). Handlers
-    /// then decide, e.g. with `Option<Claims<C>>`.
-    pub fn optional_layer(&self) -> TokenGuardLayer {
-        TokenGuardLayer::new(self.clone(), true)
-    }
-
-    /// A layer that reads the access token from form-encoded request bodies
-    /// (RFC 6750 §2.2), for clients that cannot send the `Authorization`
-    /// header. Place it outside [`layer`](Self::layer). See
-    /// [`FormTokenLayer`](crate::form::FormTokenLayer).
-    #[cfg(feature = "axum")]
-    pub fn form_token_layer(&self) -> crate::form::FormTokenLayer {
-        crate::form::FormTokenLayer::new(self.inner.max_token_len)
-    }
-
     /// Verifies one token (the credential itself, without `Bearer `).
     ///
     /// ```
@@ -142,7 +109,7 @@ impl TokenGuard {
             Ok(None) if optional => {
                 // No token: extractors still need the challenge settings.
                 req.extensions_mut()
-                    .insert(GuardErrors(inner.errors.clone()));
+                    .insert(GuardContext(inner.errors.clone()));
                 return Outcome::Pass { private: false };
             }
             Ok(None) => return Outcome::Refuse(AuthError::missing_token()),
@@ -172,18 +139,18 @@ impl TokenGuard {
     pub(crate) fn admit<B>(
         &self,
         req: &mut Request<B>,
-        verified: Verified,
+        verified: VerifyResult,
     ) -> Result<(), AuthError> {
         let token = verified?;
         crate::bind::check(&token, Some(req))?;
         let ext = req.extensions_mut();
         ext.insert(token);
-        ext.insert(GuardErrors(self.inner.errors.clone()));
+        ext.insert(GuardContext(self.inner.errors.clone()));
         Ok(())
     }
 
     /// The challenge settings of every refusal this guard answers.
-    pub(crate) fn errors(&self) -> &Arc<ErrorContext> {
+    pub(crate) fn errors(&self) -> &Arc<ChallengeConfig> {
         &self.inner.errors
     }
 
@@ -240,63 +207,6 @@ impl TokenGuard {
             })
             .collect()
     }
-
-    /// One guard trusting several issuers (multi-tenant). Each guard brings its
-    /// own issuer, keys, audience and rules; a token's `iss` (read before
-    /// verification) chooses which one verifies it. Tokens naming any other
-    /// issuer are refused without any network access.
-    ///
-    /// The request-level settings (token sources, token size limit, realm,
-    /// error body) are the first guard's, for every refusal whichever issuer
-    /// a token names; the other guards' request-level settings are not used.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use tokenguard::{TokenGuard, testing::TestIssuer};
-    /// let a = TestIssuer::with_issuer("https://a.example.com");
-    /// let b = TestIssuer::with_issuer("https://b.example.com");
-    /// let guard = TokenGuard::multi_issuer([a.guard("https://api"), b.guard("https://api")]).unwrap();
-    /// assert!(guard.verify(&b.token().audience("https://api").mint()).await.is_ok());
-    /// let c = TestIssuer::with_issuer("https://c.example.com");
-    /// assert!(guard.verify(&c.token().audience("https://api").mint()).await.is_err());
-    /// # }
-    /// ```
-    pub fn multi_issuer(
-        guards: impl IntoIterator<Item = TokenGuard>,
-    ) -> Result<TokenGuard, BuildError> {
-        let guards: Vec<TokenGuard> = guards.into_iter().collect();
-        let first = guards
-            .first()
-            .ok_or(BuildError::MissingIssuer)?
-            .inner
-            .clone();
-        let mut by_issuer = std::collections::HashMap::new();
-        let mut issuers = Vec::new();
-        for verifier in guards.iter().flat_map(|g| g.inner.issuers.iter()) {
-            let issuer = verifier
-                .policy
-                .issuer
-                .clone()
-                .ok_or(BuildError::MissingIssuer)?;
-            if by_issuer.insert(issuer.clone(), verifier.clone()).is_some() {
-                return Err(BuildError::DuplicateIssuer(issuer));
-            }
-            issuers.push(verifier.clone());
-        }
-        let multi = crate::multi::MultiIssuer {
-            by_issuer,
-            max_token_len: first.max_token_len,
-        };
-        Ok(TokenGuard {
-            inner: Arc::new(GuardInner {
-                verifier: Box::new(multi),
-                issuers,
-                sources: first.sources.clone(),
-                max_token_len: first.max_token_len,
-                errors: first.errors.clone(),
-            }),
-        })
-    }
 }
 
 /// What [`TokenGuard::authenticate`] decided.
@@ -308,35 +218,9 @@ pub(crate) enum Outcome {
     Refuse(AuthError),
     /// Keys are being fetched; [`TokenGuard::admit`] the result.
     Pending {
-        verify: Pin<Box<dyn Future<Output = Verified> + Send>>,
+        verify: Pin<Box<dyn Future<Output = VerifyResult> + Send>>,
         private: bool,
     },
-}
-
-/// The guard's challenge settings, in the request extensions for extractors
-/// and [`RequireScopeLayer`](crate::RequireScopeLayer).
-#[derive(Clone)]
-pub(crate) struct GuardErrors(pub(crate) Arc<ErrorContext>);
-
-/// The state of one issuer's key set. See [`TokenGuard::key_status`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct KeySetStatus {
-    /// The issuer the keys belong to (`None` if the issuer check is skipped).
-    pub issuer: Option<String>,
-    /// Where the keys come from: `static`, or the JWKS URL (or the issuer's
-    /// discovery URL while its `jwks_uri` is not known yet).
-    pub source: String,
-    /// How many keys are usable now.
-    pub keys_loaded: usize,
-    /// Their `kid`s.
-    pub kids: Vec<String>,
-    /// When the keys were last fetched successfully.
-    pub last_refresh: Option<std::time::SystemTime>,
-    /// The error of the last fetch, if it failed.
-    pub last_error: Option<String>,
-    /// Fetches failed in a row since the last success.
-    pub consecutive_failures: u32,
 }
 
 /// [`TokenGuard::warm_up`] could not load the issuer's keys.
@@ -350,531 +234,3 @@ impl fmt::Display for WarmUpError {
 }
 
 impl std::error::Error for WarmUpError {}
-
-/// A configuration that [`TokenGuardBuilder::build`] refuses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// No audience was configured (and the check was not explicitly skipped).
-    MissingAudience,
-    /// No issuer was configured (and the check was not explicitly skipped).
-    MissingIssuer,
-    /// No key source: configure an issuer (discovery), a JWKS URL or static keys.
-    NoKeySource,
-    /// A key could not be used.
-    InvalidKey(String),
-    /// A URL is not acceptable (HTTPS required except on loopback).
-    InvalidUrl(String),
-    /// The realm holds characters that cannot appear in a quoted-string.
-    InvalidRealm,
-    /// Two guards given to [`TokenGuard::multi_issuer`] trust the same issuer.
-    DuplicateIssuer(String),
-    /// The algorithm allowlist is empty, or names an HMAC algorithm without a secret.
-    InvalidAlgorithms(String),
-    /// The HTTP client could not be built.
-    HttpClient(String),
-    /// The leeway is longer than [`MAX_LEEWAY`] (5 min).
-    LeewayTooLarge(Duration),
-    /// Two settings contradict each other.
-    ConflictingSettings(String),
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::MissingAudience => f.write_str(
-                "no audience configured: call .audience(..) (or, knowingly, .insecure_skip_audience_check())",
-            ),
-            Self::MissingIssuer => f.write_str(
-                "no issuer configured: call .issuer(..) (or, knowingly, .insecure_skip_issuer_check())",
-            ),
-            Self::NoKeySource => f.write_str(
-                "no key source: call .issuer(..) for discovery, .jwks_url(..), .jwks_json(..), .pem(..) or .jwk(..)",
-            ),
-            Self::InvalidKey(why) => write!(f, "invalid key: {why}"),
-            Self::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
-            Self::InvalidRealm => f.write_str("the realm must be printable ASCII without `\"` or `\\`"),
-            Self::DuplicateIssuer(iss) => write!(f, "issuer {iss:?} is configured twice"),
-            Self::InvalidAlgorithms(why) => write!(f, "invalid algorithm allowlist: {why}"),
-            Self::HttpClient(why) => write!(f, "could not build the HTTP client: {why}"),
-            Self::LeewayTooLarge(leeway) => write!(
-                f,
-                "a leeway of {leeway:?} is longer than the {MAX_LEEWAY:?} allowed: fix the clocks instead"
-            ),
-            Self::ConflictingSettings(why) => f.write_str(why),
-        }
-    }
-}
-
-impl std::error::Error for BuildError {}
-
-/// Configures a [`TokenGuard`]. Every default is strict; each relaxation is a
-/// method of its own.
-///
-/// | setting | default |
-/// |---|---|
-/// | algorithms | RS256/384/512, PS256/384/512, ES256/384, EdDSA ([`DEFAULT_ALGORITHMS`]) |
-/// | `typ` | `at+jwt` required ([`allow_untyped_tokens`](Self::allow_untyped_tokens)) |
-/// | `iss` | exact match, required |
-/// | `aud` | required, exact match of one configured audience |
-/// | `exp` | required; `nbf` and `iat` checked when present |
-/// | leeway | 30 s |
-/// | lifetime (`exp` − `iat`) | at most 24 h ([`max_lifetime`](Self::max_lifetime)) |
-/// | scopes | the `scope` claim ([`scope_source`](Self::scope_source)) |
-/// | token sources | `Authorization: Bearer` only ([`token_sources`](Self::token_sources)) |
-/// | token size | at most 8 KiB |
-/// | realm | `api` |
-#[derive(Default)]
-#[must_use]
-pub struct TokenGuardBuilder {
-    issuer: Option<String>,
-    skip_issuer: bool,
-    audiences: Vec<String>,
-    skip_audience: bool,
-    jwks_url: Option<String>,
-    static_keys: Vec<StaticKey>,
-    hmac_algs: Vec<Algorithm>,
-    algorithms: Option<Vec<Algorithm>>,
-    rsa_algorithm: Option<Algorithm>,
-    leeway: Option<Duration>,
-    allow_untyped: bool,
-    max_lifetime: Option<Option<Duration>>,
-    max_token_len: Option<usize>,
-    scope_source: ScopeSource,
-    sources: TokenSources,
-    realm: Option<String>,
-    render: Option<RenderError>,
-    client: Option<reqwest::Client>,
-    remote: RemoteConfig,
-    fetch_timeout: Option<Duration>,
-    max_jwks_bytes: Option<usize>,
-    token_cache: Option<Option<TokenCacheConfig>>,
-}
-
-impl TokenGuardBuilder {
-    /// The issuer: tokens must carry exactly this `iss`. Without another key
-    /// source, keys are found through its metadata
-    /// (`/.well-known/openid-configuration`, then RFC 8414).
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
-        self
-    }
-
-    /// An accepted audience. Call again to accept several: a token must name
-    /// at least one of them in `aud`.
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences.push(audience.into());
-        self
-    }
-
-    /// Fetch keys from this JWKS URL instead of through discovery.
-    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
-        self.jwks_url = Some(url.into());
-        self
-    }
-
-    /// Static keys from a JWKS document. Unusable members are skipped with a
-    /// warning (members holding private key material are refused); the
-    /// document is parsed by [`build`](Self::build), against the final
-    /// algorithm settings.
-    pub fn jwks_json(mut self, json: impl AsRef<[u8]>) -> Self {
-        self.static_keys
-            .push(StaticKey::Jwks(json.as_ref().to_vec()));
-        self
-    }
-
-    /// A static key from one JWK (JSON).
-    pub fn jwk(mut self, json: impl AsRef<[u8]>) -> Self {
-        self.static_keys
-            .push(StaticKey::Jwk(json.as_ref().to_vec()));
-        self
-    }
-
-    /// A static PEM public key (RSA, EC P-256/P-384 or Ed25519), with an
-    /// optional `kid` that tokens must then name. An RSA key verifies one
-    /// algorithm: [`rsa_algorithm`](Self::rsa_algorithm) (RS256 by default).
-    pub fn pem(mut self, pem: impl AsRef<[u8]>, kid: Option<&str>) -> Self {
-        self.static_keys
-            .push(StaticKey::Pem(pem.as_ref().to_vec(), kid.map(Into::into)));
-        self
-    }
-
-    /// A shared HMAC secret for `alg` (HS256/384/512). Only with this
-    /// explicit call are HMAC tokens accepted; the secret must be at least as
-    /// long as the hash (RFC 7518 §3.2).
-    pub fn hmac_secret(
-        mut self,
-        alg: Algorithm,
-        secret: impl AsRef<[u8]>,
-        kid: Option<&str>,
-    ) -> Self {
-        if alg.family() != jsonwebtoken::AlgorithmFamily::Hmac {
-            self.static_keys.push(StaticKey::Invalid(format!(
-                "{alg:?} is not an HMAC algorithm"
-            )));
-            return self;
-        }
-        self.decoding_key(DecodingKey::from_secret(secret.as_ref()), alg, kid)
-    }
-
-    /// A prepared `jsonwebtoken` key, pinned to `alg`. It passes the same
-    /// checks as every other key (RSA modulus 2048–8192 bits, exact EC and
-    /// Ed25519 sizes, HMAC secrets at least as long as the hash).
-    pub fn decoding_key(mut self, key: DecodingKey, alg: Algorithm, kid: Option<&str>) -> Self {
-        if alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
-            self.hmac_algs.push(alg);
-        }
-        self.static_keys
-            .push(StaticKey::Prepared(key, alg, kid.map(Into::into)));
-        self
-    }
-
-    /// Replaces the asymmetric algorithm allowlist. HMAC algorithms are added
-    /// only through [`hmac_secret`](Self::hmac_secret).
-    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.algorithms = Some(algorithms.into_iter().collect());
-        self
-    }
-
-    /// The one algorithm of RSA keys that do not name theirs (a JWK without
-    /// `alg`, every PEM key): RS256 by default. Each key verifies exactly one
-    /// algorithm (RFC 8725 §3.1); a JWK's own `alg` always wins.
-    pub fn rsa_algorithm(mut self, alg: Algorithm) -> Self {
-        self.rsa_algorithm = Some(alg);
-        self
-    }
-
-    /// Clock skew tolerated for `exp`, `nbf` and `iat` (default 30 s, at
-    /// most 5 min: [`build`](Self::build) refuses more).
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = Some(leeway);
-        self
-    }
-
-    /// Accept tokens without `typ`, or with `typ: JWT`, as well as `at+jwt`.
-    /// Needed for providers that do not type their access tokens (Auth0,
-    /// Entra ID, Keycloak, Okta, Cognito). Tokens typed as something else
-    /// (e.g. `dpop+jwt`) stay refused. This weakens the separation of access
-    /// tokens from ID tokens: keep the audience check.
-    pub fn allow_untyped_tokens(mut self) -> Self {
-        self.allow_untyped = true;
-        self
-    }
-
-    /// The longest lifetime (`exp` − `iat`) accepted; `None` disables the
-    /// check. Default 24 h.
-    pub fn max_lifetime(mut self, max: Option<Duration>) -> Self {
-        self.max_lifetime = Some(max);
-        self
-    }
-
-    /// The largest token accepted, in bytes (default 8192).
-    pub fn max_token_size(mut self, bytes: usize) -> Self {
-        self.max_token_len = Some(bytes);
-        self
-    }
-
-    /// Where scopes are read from (default: the `scope` claim).
-    pub fn scope_source(mut self, source: ScopeSource) -> Self {
-        self.scope_source = source;
-        self
-    }
-
-    /// Where tokens are looked for (default: the `Authorization` header only).
-    pub fn token_sources(mut self, sources: TokenSources) -> Self {
-        self.sources = sources;
-        self
-    }
-
-    /// The `realm` of challenges (default `api`).
-    pub fn realm(mut self, realm: impl Into<String>) -> Self {
-        self.realm = Some(realm.into());
-        self
-    }
-
-    /// Renders a custom body for errors (e.g. JSON). Status,
-    /// `WWW-Authenticate` and `Retry-After` are set by tokenguard regardless.
-    pub fn error_body(
-        mut self,
-        render: impl Fn(&AuthError) -> Option<ErrorBody> + Send + Sync + 'static,
-    ) -> Self {
-        self.render = Some(Arc::new(render));
-        self
-    }
-
-    /// JSON error bodies: `{"error": "…", "error_description": "…"}`.
-    pub fn json_errors(self) -> Self {
-        self.error_body(|e| Some(ErrorBody::standard_json(e)))
-    }
-
-    /// The HTTP client for discovery and key fetches. The default one follows
-    /// no redirects; an injected client should not either.
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.client = Some(client);
-        self
-    }
-
-    /// Minimum time between two key fetches, which bounds the fetches that
-    /// tokens with unknown `kid`s can cause (default 5 s).
-    pub fn refetch_cooldown(mut self, cooldown: Duration) -> Self {
-        self.remote.refetch_cooldown = cooldown;
-        self
-    }
-
-    /// How often cached remote keys are refreshed when the response has no
-    /// `Cache-Control: max-age` (default 10 min).
-    pub fn refresh_interval(mut self, interval: Duration) -> Self {
-        self.remote.refresh_interval = interval;
-        self
-    }
-
-    /// Bounds for a key set's `Cache-Control: max-age` (default 5 min to 24 h).
-    pub fn refresh_bounds(mut self, min: Duration, max: Duration) -> Self {
-        self.remote.min_refresh = min;
-        self.remote.max_refresh = max.max(min);
-        self
-    }
-
-    /// How long past their planned refresh cached keys keep verifying tokens
-    /// while the issuer cannot be reached (default 24 h). After that, requests
-    /// get 503 until a fetch succeeds.
-    pub fn max_key_staleness(mut self, staleness: Duration) -> Self {
-        self.remote.max_stale = staleness;
-        self
-    }
-
-    /// Longest wait between fetch attempts while they keep failing: the
-    /// cooldown doubles with each failure up to this (default 5 min).
-    pub fn max_fetch_backoff(mut self, backoff: Duration) -> Self {
-        self.remote.max_backoff = backoff;
-        self
-    }
-
-    /// Largest JWKS or metadata response accepted, in bytes (default 512 KiB).
-    pub fn max_jwks_size(mut self, bytes: usize) -> Self {
-        self.max_jwks_bytes = Some(bytes);
-        self
-    }
-
-    /// Total timeout of one fetch (default 10 s).
-    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.fetch_timeout = Some(timeout);
-        self
-    }
-
-    /// Settings of the verified-token cache, which is on by default
-    /// ([`TokenCacheConfig::default`]): a token seen again within its
-    /// lifetime (and the cache's max TTL) skips the signature check; `exp`
-    /// and `nbf` are checked on every request, and entries whose key left the
-    /// key set are dropped.
-    pub fn token_cache(mut self, config: TokenCacheConfig) -> Self {
-        self.token_cache = Some(Some(config));
-        self
-    }
-
-    /// Verify every token fully, every time.
-    pub fn disable_token_cache(mut self) -> Self {
-        self.token_cache = Some(None);
-        self
-    }
-
-    /// Accept tokens for any audience. Only for a resource server that is
-    /// the sole audience of its issuer: otherwise tokens minted for other
-    /// services are accepted here too.
-    pub fn insecure_skip_audience_check(mut self) -> Self {
-        self.skip_audience = true;
-        self
-    }
-
-    /// Accept tokens with any `iss`. Only with static keys that belong to a
-    /// single issuer: [`build`](Self::build) refuses it with remote keys.
-    pub fn insecure_skip_issuer_check(mut self) -> Self {
-        self.skip_issuer = true;
-        self
-    }
-
-    /// Checks the configuration and builds the guard. No network access
-    /// happens here: remote keys are fetched on first use (or by
-    /// [`TokenGuard::warm_up`]).
-    pub fn build(self) -> Result<TokenGuard, BuildError> {
-        crate::jwt::install_default_provider();
-        let mut algorithms = self
-            .algorithms
-            .clone()
-            .unwrap_or_else(|| DEFAULT_ALGORITHMS.to_vec());
-        if algorithms
-            .iter()
-            .any(|a| a.family() == jsonwebtoken::AlgorithmFamily::Hmac)
-        {
-            return Err(BuildError::InvalidAlgorithms(
-                "HMAC algorithms are enabled only through .hmac_secret(..)".into(),
-            ));
-        }
-        algorithms.extend(self.hmac_algs.iter().copied());
-        if algorithms.is_empty() {
-            return Err(BuildError::InvalidAlgorithms("no algorithm allowed".into()));
-        }
-        let rsa_default = self.rsa_algorithm.unwrap_or(Algorithm::RS256);
-        if rsa_default.family() != jsonwebtoken::AlgorithmFamily::Rsa {
-            return Err(BuildError::InvalidAlgorithms(format!(
-                "rsa_algorithm({rsa_default:?}) is not an RSA algorithm"
-            )));
-        }
-        if self.issuer.is_none() && !self.skip_issuer {
-            return Err(BuildError::MissingIssuer);
-        }
-        if let Some(issuer) = &self.issuer
-            && !self.skip_issuer
-            && issuer.contains(['?', '#'])
-        {
-            // RFC 8414 §2: an issuer identifier has no query or fragment.
-            return Err(BuildError::InvalidUrl(format!(
-                "the issuer {issuer:?} has a query or fragment (RFC 8414 §2)"
-            )));
-        }
-        let leeway = self.leeway.unwrap_or(DEFAULT_LEEWAY);
-        if leeway > MAX_LEEWAY {
-            return Err(BuildError::LeewayTooLarge(leeway));
-        }
-        if self.audiences.is_empty() && !self.skip_audience {
-            return Err(BuildError::MissingAudience);
-        }
-        let realm = self.realm.unwrap_or_else(|| "api".into());
-        if realm.is_empty() || !realm.chars().all(crate::scope::is_scope_char_or_space) {
-            return Err(BuildError::InvalidRealm);
-        }
-        let errors = Arc::new(ErrorContext {
-            realm: realm.into(),
-            render: self.render,
-        });
-        let policy = Policy {
-            issuer: if self.skip_issuer {
-                None
-            } else {
-                self.issuer.clone()
-            },
-            audiences: if self.skip_audience {
-                Vec::new()
-            } else {
-                self.audiences
-            },
-            algorithms: algorithms.clone(),
-            // At most MAX_LEEWAY: fits an i64.
-            leeway: leeway.as_secs() as i64,
-            require_typ: !self.allow_untyped,
-            max_lifetime: self
-                .max_lifetime
-                .unwrap_or(Some(Duration::from_secs(24 * 3600)))
-                .map(|d| d.as_secs().min(i64::MAX as u64) as i64),
-            max_token_len: self.max_token_len.unwrap_or(8192),
-            scope_source: self.scope_source,
-        };
-
-        let rules = KeyRules {
-            allowed: algorithms.clone(),
-            rsa_default,
-        };
-        let keys = if !self.static_keys.is_empty() {
-            if self.jwks_url.is_some() {
-                return Err(BuildError::InvalidKey(
-                    "configure either static keys or a JWKS URL, not both".into(),
-                ));
-            }
-            let mut keys = Vec::new();
-            for key in self.static_keys {
-                key.parse(&rules, &mut keys)
-                    .map_err(|e| BuildError::InvalidKey(e.0))?;
-            }
-            KeySource::Static(Arc::new(KeySet { keys }))
-        } else {
-            let source = match (&self.jwks_url, &self.issuer) {
-                (Some(_), _) | (None, Some(_)) if self.skip_issuer => {
-                    return Err(BuildError::ConflictingSettings(
-                        "insecure_skip_issuer_check() needs static keys: keys fetched from a URL belong to an issuer whose `iss` must be checked".into(),
-                    ));
-                }
-                (Some(url), _) => RemoteSource::Jwks(check_url(url).map_err(url_error)?),
-                (None, Some(issuer)) => {
-                    check_url(issuer).map_err(url_error)?;
-                    RemoteSource::Discovery(issuer.clone())
-                }
-                (None, None) => return Err(BuildError::NoKeySource),
-            };
-            let client = match self.client {
-                Some(c) => c,
-                None => crate::keys::remote::default_client()
-                    .map_err(|e| BuildError::HttpClient(e.to_string()))?,
-            };
-            let fetcher = Fetcher {
-                client,
-                timeout: self.fetch_timeout.unwrap_or(Duration::from_secs(10)),
-                max_bytes: self.max_jwks_bytes.unwrap_or(512 * 1024),
-            };
-            KeySource::Remote(Arc::new(RemoteKeys::new(
-                source,
-                fetcher,
-                rules,
-                self.remote,
-            )))
-        };
-
-        let cache = self
-            .token_cache
-            .unwrap_or(Some(TokenCacheConfig::default()));
-        let verifier = Arc::new(JwtVerifier {
-            policy: policy.clone(),
-            keys,
-            cache: cache.as_ref().map(TokenCache::new),
-        });
-        Ok(TokenGuard {
-            inner: Arc::new(GuardInner {
-                verifier: Box::new(verifier.clone()),
-                issuers: vec![verifier],
-                sources: self.sources,
-                max_token_len: policy.max_token_len,
-                errors,
-            }),
-        })
-    }
-}
-
-/// Default clock skew tolerance.
-const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
-/// Largest clock skew tolerance [`TokenGuardBuilder::build`] accepts.
-pub const MAX_LEEWAY: Duration = Duration::from_secs(5 * 60);
-
-/// Key material as configured, parsed by [`TokenGuardBuilder::build`] against
-/// the final settings, so that the order of the builder calls does not matter.
-enum StaticKey {
-    Jwks(Vec<u8>),
-    Jwk(Vec<u8>),
-    Pem(Vec<u8>, Option<String>),
-    Prepared(DecodingKey, Algorithm, Option<String>),
-    Invalid(String),
-}
-
-impl StaticKey {
-    fn parse(
-        self,
-        rules: &KeyRules,
-        out: &mut Vec<VerifyingKey>,
-    ) -> Result<(), crate::keys::KeyError> {
-        use crate::keys::KeyError;
-        match self {
-            Self::Jwks(json) => out.extend(rules.jwks(&json, "static JWK set")?.keys),
-            Self::Jwk(json) => {
-                let value = serde_json::from_slice(&json)
-                    .map_err(|e| KeyError(format!("not JSON: {e}")))?;
-                out.push(rules.jwk(&value)?);
-            }
-            Self::Pem(pem, kid) => out.push(rules.pem(&pem, kid.as_deref())?),
-            Self::Prepared(key, alg, kid) => out.push(rules.prepared(key, alg, kid.as_deref())?),
-            Self::Invalid(why) => return Err(KeyError(why)),
-        }
-        Ok(())
-    }
-}
-
-fn url_error(e: FetchError) -> BuildError {
-    BuildError::InvalidUrl(e.message)
-}

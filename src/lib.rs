@@ -68,37 +68,56 @@ compile_error!(
     "tokenguard needs a crypto backend: enable the `aws-lc-rs` (default) or `rust-crypto` feature"
 );
 
+// The request's path, in order (ARCHITECTURE.md): credential → verify →
+// bind → extensions → authorize → challenge. Modules are private; the API is
+// the curated list of re-exports below.
+mod authorize;
 mod bind;
-mod cache;
-pub mod claims;
-pub mod credential;
-pub mod error;
+mod builder;
+mod challenge;
+mod claims;
+mod credential;
+mod error;
+mod extensions;
 #[cfg(feature = "axum")]
-pub mod extract;
+mod extract;
+mod fetch;
 #[cfg(feature = "axum")]
-pub mod form;
+mod form;
 mod guard;
-mod jwt;
 mod keys;
-pub mod layer;
-mod multi;
-pub mod scope;
+mod layer;
+mod observe;
+mod scope;
+mod syntax;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod verify;
 
-pub use cache::TokenCacheConfig;
-pub use claims::{AccessToken, AccessTokenClaims, Audience, NumericDate};
+pub use authorize::{RequireScopeFuture, RequireScopeLayer, RequireScopeService, require_scope};
+pub use builder::{BuildError, DEFAULT_ALGORITHMS, MAX_LEEWAY, TokenGuardBuilder};
+pub use challenge::{ChallengeBody, ErrorBody, RenderError};
+pub use claims::{AccessToken, AccessTokenClaims, Audience, NumericDate, ScopeSource};
 pub use credential::TokenSources;
-pub use error::{AuthError, AuthErrorKind, ChallengeBody, ErrorBody, InvalidRequest, InvalidToken};
+pub use error::{AuthError, AuthErrorKind, InvalidRequest, InvalidToken};
 #[cfg(feature = "axum")]
 pub use extract::{AuthRejection, Claims, RequireScope, Token};
-pub use guard::{
-    BuildError, DEFAULT_ALGORITHMS, KeySetStatus, MAX_LEEWAY, TokenGuard, TokenGuardBuilder,
-    WarmUpError,
-};
+#[cfg(feature = "axum")]
+pub use form::{FormTokenLayer, FormTokenService};
+pub use guard::{TokenGuard, WarmUpError};
 pub use jsonwebtoken::Algorithm;
-pub use layer::{RequireScopeLayer, TokenGuardLayer, TokenGuardService, require_scope};
-pub use scope::{AnyOf, Scope, ScopeRequirement, ScopeSource, Scopes};
+pub use keys::KeySetStatus;
+pub use layer::{ResponseFuture, TokenGuardLayer, TokenGuardService};
+pub use scope::{AnyOf, Scope, ScopeRequirement, ScopeTuple, Scopes};
+pub use verify::cache::TokenCacheConfig;
+
+/// Parsers exposed for the fuzz targets, the property tests and the
+/// [`scopes!`] macro. Not part of the API: no stability promise.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::credential::parse_authorization;
+    pub use crate::syntax::{is_scope_char, is_token68, is_valid_scope_token};
+}
 
 // The README's examples are compiled and run as doc tests.
 #[cfg(doctest)]

@@ -22,9 +22,6 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
-
-use crate::claims::AccessTokenClaims;
 
 /// The set of scopes a verified token grants. Parsed once per token.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -76,33 +73,6 @@ impl fmt::Debug for Scopes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(self.iter()).finish()
     }
-}
-
-/// Whether `c` may appear in an RFC 6749 scope-token:
-/// `%x21 / %x23-5B / %x5D-7E` (printable ASCII except space, `"` and `\`).
-pub const fn is_scope_char(c: char) -> bool {
-    matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')
-}
-
-/// Scope-token characters plus space: what a quoted `realm` or `scope` may hold.
-pub(crate) fn is_scope_char_or_space(c: char) -> bool {
-    c == ' ' || is_scope_char(c)
-}
-
-/// Whether `s` is a valid RFC 6749 scope-token. Used by [`scopes!`](crate::scopes)
-/// to refuse invalid names at compile time.
-pub const fn is_valid_scope_token(s: &str) -> bool {
-    let mut rest = s.as_bytes();
-    if rest.is_empty() {
-        return false;
-    }
-    while let [first, tail @ ..] = rest {
-        if !is_scope_char(*first as char) {
-            return false;
-        }
-        rest = tail;
-    }
-    true
 }
 
 /// One scope, as a type. Made by [`scopes!`](crate::scopes).
@@ -224,77 +194,11 @@ macro_rules! scopes {
                 const NAME: &'static str = $value;
             }
             const _: () = assert!(
-                $crate::scope::is_valid_scope_token($value),
+                $crate::__private::is_valid_scope_token($value),
                 "a scope must be a non-empty RFC 6749 scope-token (no space, quote or backslash)"
             );
         )+
     };
-}
-
-/// Where a token's scopes are read from.
-#[derive(Clone, Default)]
-#[non_exhaustive]
-pub enum ScopeSource {
-    /// The space-separated `scope` claim (RFC 9068, RFC 8693). The default.
-    #[default]
-    Scope,
-    /// The `scp` claim, as a space-separated string or an array of strings
-    /// (Microsoft Entra ID, Okta).
-    Scp,
-    /// The `permissions` claim, an array of strings (Auth0 RBAC).
-    Permissions,
-    /// A custom function of the verified claims.
-    Custom(Arc<dyn Fn(&AccessTokenClaims) -> Scopes + Send + Sync>),
-}
-
-impl ScopeSource {
-    /// A custom source.
-    pub fn custom(f: impl Fn(&AccessTokenClaims) -> Scopes + Send + Sync + 'static) -> Self {
-        Self::Custom(Arc::new(f))
-    }
-
-    /// Reads the scopes of `claims`. A claim of the wrong JSON type yields
-    /// `Err(claim name)`.
-    pub(crate) fn read(&self, claims: &AccessTokenClaims) -> Result<Scopes, &'static str> {
-        match self {
-            Self::Scope => Ok(claims
-                .scope
-                .as_deref()
-                .map(Scopes::from_space_separated)
-                .unwrap_or_default()),
-            Self::Scp => string_or_array(claims.extra.get("scp"), true).ok_or("scp"),
-            Self::Permissions => {
-                string_or_array(claims.extra.get("permissions"), false).ok_or("permissions")
-            }
-            Self::Custom(f) => Ok(f(claims)),
-        }
-    }
-}
-
-fn string_or_array(v: Option<&serde_json::Value>, allow_string: bool) -> Option<Scopes> {
-    match v {
-        None => Some(Scopes::default()),
-        Some(serde_json::Value::String(s)) if allow_string => Some(Scopes::from_space_separated(s)),
-        Some(serde_json::Value::Array(items)) => {
-            let mut names = Vec::with_capacity(items.len());
-            for item in items {
-                names.push(item.as_str()?);
-            }
-            Some(names.into_iter().collect())
-        }
-        Some(_) => None,
-    }
-}
-
-impl fmt::Debug for ScopeSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Scope => f.write_str("Scope"),
-            Self::Scp => f.write_str("Scp"),
-            Self::Permissions => f.write_str("Permissions"),
-            Self::Custom(_) => f.write_str("Custom(<fn>)"),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -321,6 +225,7 @@ mod tests {
 
     #[test]
     fn scope_token_charset() {
+        use crate::syntax::is_valid_scope_token;
         assert!(is_valid_scope_token("read:invoices"));
         assert!(is_valid_scope_token("https://api.example.com/x.read"));
         assert!(!is_valid_scope_token(""));

@@ -28,8 +28,8 @@ use http::{HeaderValue, Request, StatusCode, header};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
-use tokenguard::credential::{is_token68, parse_authorization};
-use tokenguard::scope::{is_scope_char, is_valid_scope_token};
+use tokenguard::__private::{is_scope_char, is_valid_scope_token};
+use tokenguard::__private::{is_token68, parse_authorization};
 use tokenguard::testing::TestIssuer;
 use tokenguard::{
     Algorithm, AnyOf, AuthError, AuthErrorKind, InvalidRequest, InvalidToken, RequireScopeLayer,

@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::routing::get;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use libfuzzer_sys::fuzz_target;
-use tokenguard::credential::{is_token68, parse_authorization};
+use tokenguard::__private::{is_token68, parse_authorization};
 use tokenguard::testing::TestIssuer;
 use tokenguard::{AuthErrorKind, InvalidRequest, InvalidToken, TokenSources};
 use tower::ServiceExt;

@@ -8,7 +8,7 @@
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
-use super::remote::{FetchError, Fetcher, check_url};
+use crate::fetch::{FetchError, Fetcher, check_url};
 
 #[derive(Deserialize)]
 struct Metadata {

@@ -84,6 +84,27 @@ impl fmt::Debug for VerifyingKey {
     }
 }
 
+/// The state of one issuer's key set. See [`TokenGuard::key_status`](crate::TokenGuard::key_status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeySetStatus {
+    /// The issuer the keys belong to (`None` if the issuer check is skipped).
+    pub issuer: Option<String>,
+    /// Where the keys come from: `static`, or the JWKS URL (or the issuer's
+    /// discovery URL while its `jwks_uri` is not known yet).
+    pub source: String,
+    /// How many keys are usable now.
+    pub keys_loaded: usize,
+    /// Their `kid`s.
+    pub kids: Vec<String>,
+    /// When the keys were last fetched successfully.
+    pub last_refresh: Option<std::time::SystemTime>,
+    /// The error of the last fetch, if it failed.
+    pub last_error: Option<String>,
+    /// Fetches failed in a row since the last success.
+    pub consecutive_failures: u32,
+}
+
 /// A set of keys, immutable once built; replaced whole on refresh.
 #[derive(Debug, Default)]
 pub(crate) struct KeySet {

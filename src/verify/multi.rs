@@ -16,8 +16,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
+use super::jwt::JwtVerifier;
+use super::{Verification, Verifier};
 use crate::error::{AuthError, InvalidToken};
-use crate::jwt::{JwtVerifier, Verification, Verifier};
 
 pub(crate) struct MultiIssuer {
     pub(crate) by_issuer: HashMap<String, Arc<JwtVerifier>>,

@@ -6,75 +6,21 @@
 //! signature (through `jsonwebtoken`'s crypto provider) → claims (`iss`,
 //! `aud`, `exp`, `nbf`, `iat`, lifetime) → scopes.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::crypto::CryptoProvider;
 use serde::Deserialize;
 
-use crate::cache::TokenCache;
+use super::cache::TokenCache;
+use super::{Verification, Verifier, VerifyResult, crypto_provider};
+use crate::claims::ScopeSource;
 use crate::claims::{AccessToken, AccessTokenClaims, NumericDate};
 use crate::error::{AuthError, InvalidToken};
 use crate::keys::remote::{RefreshError, RemoteKeys};
 use crate::keys::{KeySet, NoKey, VerifyingKey, header_alg};
-use crate::scope::ScopeSource;
-
-/// Result of a verification.
-pub(crate) type Verified = Result<Arc<AccessToken>, AuthError>;
-
-/// A verification that may have to wait for keys.
-pub(crate) enum Verification {
-    /// Decided without waiting.
-    Done(Verified),
-    /// Waiting for a key fetch.
-    Pending(Pin<Box<dyn Future<Output = Verified> + Send + 'static>>),
-}
-
-/// Turns a token into a verified [`AccessToken`]. JWT verification today;
-/// introspection and multi-issuer routing plug in behind the same trait.
-pub(crate) trait Verifier: Send + Sync + 'static {
-    /// A still-valid earlier verification of exactly these bytes, if cached.
-    /// Looked up before anything else: a hit needs no other check.
-    fn cached(&self, _token: &[u8]) -> Option<Arc<AccessToken>> {
-        None
-    }
-
-    /// Verifies `token` (not looking in the cache).
-    fn verify(&self, token: &str) -> Verification;
-
-    /// The cache, then verification.
-    fn cached_or_verify(&self, token: &str) -> Verification {
-        match self.cached(token.as_bytes()) {
-            Some(hit) => Verification::Done(Ok(hit)),
-            None => self.verify(token),
-        }
-    }
-}
-
-/// The crypto backend tokenguard uses, chosen explicitly so that verification
-/// never depends on (or panics for lack of) a process-wide default.
-pub(crate) fn crypto_provider() -> &'static CryptoProvider {
-    #[cfg(feature = "aws-lc-rs")]
-    {
-        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
-    }
-    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    {
-        &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
-    }
-}
-
-/// Installs tokenguard's crypto backend as jsonwebtoken's process-wide
-/// default, unless the application installed one already. With both backends
-/// compiled in, jsonwebtoken would otherwise panic on first use elsewhere in
-/// the process.
-pub(crate) fn install_default_provider() {
-    let _ = crypto_provider().install_default();
-}
+use crate::syntax::is_b64url;
 
 /// The verification rules.
 #[derive(Debug, Clone)]
@@ -142,11 +88,6 @@ const MAX_HEADER_LEN: usize = 2048;
 /// Largest decoded claims set accepted, whatever the token size limit.
 const MAX_CLAIMS_LEN: usize = 64 * 1024;
 
-fn is_b64url(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 impl Policy {
     fn parse<'t>(&self, token: &'t str) -> Result<Parsed<'t>, AuthError> {
         if token.len() > self.max_token_len {
@@ -209,7 +150,7 @@ impl Policy {
     }
 
     /// Verifies the signature with `key`, then the claims.
-    fn finish(&self, parsed: &Parsed<'_>, key: &VerifyingKey) -> Verified {
+    fn finish(&self, parsed: &Parsed<'_>, key: &VerifyingKey) -> VerifyResult {
         let signature = URL_SAFE_NO_PAD
             .decode(parsed.signature)
             .map_err(|_| invalid(InvalidToken::Malformed))?;
@@ -313,7 +254,7 @@ impl JwtVerifier {
         token: &str,
         parsed: &Parsed<'_>,
         keys: &KeySet,
-    ) -> Result<Verified, NoKey> {
+    ) -> Result<VerifyResult, NoKey> {
         let key = keys.select(parsed.kid.as_deref(), parsed.alg)?;
         let verified = self.policy.finish(parsed, key);
         if let (Ok(t), Some(cache)) = (&verified, &self.cache) {

@@ -1,0 +1,188 @@
+//! HTTP fetches for key sets, discovery documents and (soon) introspection:
+//! one injectable `reqwest::Client`, a total timeout, a response size cap, no
+//! redirects, and URLs that must be HTTPS (HTTP only on loopback).
+//!
+//! ```
+//! use tokenguard::TokenGuard;
+//! // Plain HTTP is refused off loopback, at build time.
+//! assert!(TokenGuard::builder().issuer("http://id.example.com").audience("a").build().is_err());
+//! ```
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{ACCEPT, CACHE_CONTROL, HeaderValue};
+use reqwest::{StatusCode, Url};
+
+/// A failed fetch (discovery or JWKS).
+#[derive(Debug, Clone)]
+pub(crate) struct FetchError {
+    pub(crate) message: String,
+    pub(crate) status: Option<StatusCode>,
+}
+
+impl FetchError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            status: None,
+        }
+    }
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Checks that `url` parses and is HTTPS, or HTTP on a loopback host.
+pub(crate) fn check_url(url: &str) -> Result<Url, FetchError> {
+    let parsed =
+        Url::parse(url).map_err(|e| FetchError::new(format!("invalid URL {url:?}: {e}")))?;
+    let loopback = parsed.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if loopback => Ok(parsed),
+        _ => Err(FetchError::new(format!(
+            "{url:?} must be an https URL (http only on loopback)"
+        ))),
+    }
+}
+
+/// A fetched document.
+pub(crate) struct Fetched {
+    pub(crate) body: Bytes,
+    pub(crate) max_age: Option<Duration>,
+}
+
+/// HTTP GET with the guard's client, timeout and size cap.
+#[derive(Clone)]
+pub(crate) struct Fetcher {
+    pub(crate) client: reqwest::Client,
+    pub(crate) timeout: Duration,
+    pub(crate) max_bytes: usize,
+}
+
+/// The client used when the app injects none: no redirects, connect timeout.
+pub(crate) fn default_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("tokenguard/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+fn max_age(value: Option<&HeaderValue>) -> Option<Duration> {
+    let value = value?.to_str().ok()?;
+    let mut age = None;
+    for directive in value.split(',') {
+        let directive = directive.trim();
+        if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache")
+        {
+            return Some(Duration::ZERO);
+        }
+        if let Some((name, v)) = directive.split_once('=')
+            && name.trim().eq_ignore_ascii_case("max-age")
+        {
+            age = v
+                .trim()
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    age
+}
+
+impl Fetcher {
+    pub(crate) async fn get(&self, url: &Url) -> Result<Fetched, FetchError> {
+        match tokio::time::timeout(self.timeout, self.get_inner(url)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::new(format!(
+                "{url} did not answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    async fn get_inner(&self, url: &Url) -> Result<Fetched, FetchError> {
+        let fail = |e: reqwest::Error| FetchError::new(format!("fetching {url}: {e}"));
+        let mut resp = self
+            .client
+            .get(url.clone())
+            .header(ACCEPT, "application/json, application/jwk-set+json")
+            .send()
+            .await
+            .map_err(fail)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let what = if status.is_redirection() {
+                " (redirects are not followed)"
+            } else {
+                ""
+            };
+            return Err(FetchError {
+                message: format!("{url} answered {status}{what}"),
+                status: Some(status),
+            });
+        }
+        if resp
+            .content_length()
+            .is_some_and(|len| len > self.max_bytes as u64)
+        {
+            return Err(FetchError::new(format!(
+                "{url} answered more than {} bytes",
+                self.max_bytes
+            )));
+        }
+        let max_age = max_age(resp.headers().get(CACHE_CONTROL));
+        let mut body = BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(fail)? {
+            if body.len() + chunk.len() > self.max_bytes {
+                return Err(FetchError::new(format!(
+                    "{url} answered more than {} bytes",
+                    self.max_bytes
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            body: body.freeze(),
+            max_age,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_rules() {
+        assert!(check_url("https://id.example.com/jwks").is_ok());
+        assert!(check_url("http://127.0.0.1:8080/jwks").is_ok());
+        assert!(check_url("http://localhost/jwks").is_ok());
+        assert!(check_url("http://[::1]/jwks").is_ok());
+        assert!(check_url("http://id.example.com/jwks").is_err());
+        assert!(check_url("file:///etc/passwd").is_err());
+        assert!(check_url("not a url").is_err());
+    }
+
+    #[test]
+    fn cache_control() {
+        let v = |s: &'static str| max_age(Some(&HeaderValue::from_static(s)));
+        assert_eq!(v("public, max-age=600"), Some(Duration::from_secs(600)));
+        assert_eq!(v("no-store"), Some(Duration::ZERO));
+        assert_eq!(v("public"), None);
+        assert_eq!(max_age(None), None);
+    }
+}

@@ -1,0 +1,82 @@
+//! Verification: a token's bytes in, a verified [`AccessToken`] or an
+//! [`AuthError`] out. JWTs are verified locally ([`jwt`]: strict JOSE header →
+//! key → signature → policy), in front of them the verified-token cache
+//! ([`cache`]); several issuers are routed by [`multi`]. Introspection
+//! (RFC 7662) will plug in behind the same [`Verifier`] trait. Nothing here
+//! knows tower, axum or the request.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use tokenguard::testing::TestIssuer;
+//! let issuer = TestIssuer::new();
+//! let guard = issuer.guard("https://api");
+//! let token = issuer.token().audience("https://api").scope("read").mint();
+//! assert!(guard.verify(&token).await.unwrap().scopes().contains("read"));
+//! # }
+//! ```
+
+pub(crate) mod cache;
+pub(crate) mod jwt;
+pub(crate) mod multi;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use jsonwebtoken::crypto::CryptoProvider;
+
+use crate::claims::AccessToken;
+use crate::error::AuthError;
+
+/// Result of a verification.
+pub(crate) type VerifyResult = Result<Arc<AccessToken>, AuthError>;
+
+/// A verification that may have to wait for keys.
+pub(crate) enum Verification {
+    /// Decided without waiting.
+    Done(VerifyResult),
+    /// Waiting for a key fetch.
+    Pending(Pin<Box<dyn Future<Output = VerifyResult> + Send + 'static>>),
+}
+
+/// Turns a token into a verified [`AccessToken`]. JWT verification today;
+/// introspection and multi-issuer routing plug in behind the same trait.
+pub(crate) trait Verifier: Send + Sync + 'static {
+    /// A still-valid earlier verification of exactly these bytes, if cached.
+    /// Looked up before anything else: a hit needs no other check.
+    fn cached(&self, _token: &[u8]) -> Option<Arc<AccessToken>> {
+        None
+    }
+
+    /// Verifies `token` (not looking in the cache).
+    fn verify(&self, token: &str) -> Verification;
+
+    /// The cache, then verification.
+    fn cached_or_verify(&self, token: &str) -> Verification {
+        match self.cached(token.as_bytes()) {
+            Some(hit) => Verification::Done(Ok(hit)),
+            None => self.verify(token),
+        }
+    }
+}
+
+/// The crypto backend tokenguard uses, chosen explicitly so that verification
+/// never depends on (or panics for lack of) a process-wide default.
+pub(crate) fn crypto_provider() -> &'static CryptoProvider {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
+    }
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    {
+        &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
+    }
+}
+
+/// Installs tokenguard's crypto backend as jsonwebtoken's process-wide
+/// default, unless the application installed one already. With both backends
+/// compiled in, jsonwebtoken would otherwise panic on first use elsewhere in
+/// the process.
+pub(crate) fn install_default_provider() {
+    let _ = crypto_provider().install_default();
+}
