@@ -176,13 +176,15 @@ impl std::error::Error for BuildError {}
 /// | `iss` | exact match, required |
 /// | `aud` | required, exact match of one configured audience |
 /// | `exp` | required; `nbf` and `iat` checked when present |
-/// | leeway | 30 s |
+/// | leeway | 30 s (at most 5 min) |
 /// | lifetime (`exp` − `iat`) | at most 24 h ([`max_lifetime`](Self::max_lifetime)) |
+/// | RSA keys without `alg` | RS256 ([`rsa_algorithm`](Self::rsa_algorithm)) |
 /// | scopes | the `scope` claim ([`scope_source`](Self::scope_source)) |
 /// | token sources | `Authorization: Bearer` only ([`token_sources`](Self::token_sources)) |
-/// | token size | at most 8 KiB |
-/// | realm | `api` |
-#[derive(Default)]
+/// | token size | at most 8 KiB ([`max_token_size`](Self::max_token_size)) |
+/// | realm | `api` ([`realm`](Self::realm)) |
+/// | key and metadata fetches | 10 s timeout, at most 512 KiB ([`fetch_timeout`](Self::fetch_timeout), [`max_jwks_size`](Self::max_jwks_size)) |
+/// | verified-token cache | on ([`TokenCacheConfig::default`]) |
 #[must_use]
 pub struct TokenGuardBuilder {
     issuer: Option<String>,
@@ -192,21 +194,63 @@ pub struct TokenGuardBuilder {
     jwks_url: Option<String>,
     static_keys: Vec<StaticKey>,
     hmac_algs: Vec<Algorithm>,
-    algorithms: Option<Vec<Algorithm>>,
-    rsa_algorithm: Option<Algorithm>,
-    leeway: Option<Duration>,
+    algorithms: Vec<Algorithm>,
+    rsa_algorithm: Algorithm,
+    leeway: Duration,
     allow_untyped: bool,
-    max_lifetime: Option<Option<Duration>>,
-    max_token_len: Option<usize>,
+    max_lifetime: Option<Duration>,
+    max_token_len: usize,
     scope_source: ScopeSource,
     sources: TokenSources,
-    realm: Option<String>,
+    realm: String,
     render: Option<RenderError>,
     client: Option<reqwest::Client>,
     remote: RemoteConfig,
-    fetch_timeout: Option<Duration>,
-    max_jwks_bytes: Option<usize>,
-    token_cache: Option<Option<TokenCacheConfig>>,
+    fetch_timeout: Duration,
+    max_jwks_bytes: usize,
+    token_cache: Option<TokenCacheConfig>,
+}
+
+/// The defaults, written once: the builder starts from them, and the table
+/// in [`TokenGuardBuilder`]'s documentation is tested against them.
+mod defaults {
+    use std::time::Duration;
+
+    pub(super) const LEEWAY: Duration = Duration::from_secs(30);
+    pub(super) const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+    pub(super) const MAX_TOKEN_SIZE: usize = 8 * 1024;
+    pub(super) const REALM: &str = "api";
+    pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+    pub(super) const MAX_DOCUMENT_SIZE: usize = 512 * 1024;
+}
+
+impl Default for TokenGuardBuilder {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            skip_issuer: false,
+            audiences: Vec::new(),
+            skip_audience: false,
+            jwks_url: None,
+            static_keys: Vec::new(),
+            hmac_algs: Vec::new(),
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            rsa_algorithm: Algorithm::RS256,
+            leeway: defaults::LEEWAY,
+            allow_untyped: false,
+            max_lifetime: Some(defaults::MAX_LIFETIME),
+            max_token_len: defaults::MAX_TOKEN_SIZE,
+            scope_source: ScopeSource::default(),
+            sources: TokenSources::default(),
+            realm: defaults::REALM.into(),
+            render: None,
+            client: None,
+            remote: RemoteConfig::default(),
+            fetch_timeout: defaults::FETCH_TIMEOUT,
+            max_jwks_bytes: defaults::MAX_DOCUMENT_SIZE,
+            token_cache: Some(TokenCacheConfig::default()),
+        }
+    }
 }
 
 impl TokenGuardBuilder {
@@ -290,7 +334,7 @@ impl TokenGuardBuilder {
     /// Replaces the asymmetric algorithm allowlist. HMAC algorithms are added
     /// only through [`hmac_secret`](Self::hmac_secret).
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.algorithms = Some(algorithms.into_iter().collect());
+        self.algorithms = algorithms.into_iter().collect();
         self
     }
 
@@ -298,14 +342,14 @@ impl TokenGuardBuilder {
     /// `alg`, every PEM key): RS256 by default. Each key verifies exactly one
     /// algorithm (RFC 8725 §3.1); a JWK's own `alg` always wins.
     pub fn rsa_algorithm(mut self, alg: Algorithm) -> Self {
-        self.rsa_algorithm = Some(alg);
+        self.rsa_algorithm = alg;
         self
     }
 
     /// Clock skew tolerated for `exp`, `nbf` and `iat` (default 30 s, at
     /// most 5 min: [`build`](Self::build) refuses more).
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = Some(leeway);
+        self.leeway = leeway;
         self
     }
 
@@ -322,13 +366,13 @@ impl TokenGuardBuilder {
     /// The longest lifetime (`exp` − `iat`) accepted; `None` disables the
     /// check. Default 24 h.
     pub fn max_lifetime(mut self, max: Option<Duration>) -> Self {
-        self.max_lifetime = Some(max);
+        self.max_lifetime = max;
         self
     }
 
     /// The largest token accepted, in bytes (default 8192).
     pub fn max_token_size(mut self, bytes: usize) -> Self {
-        self.max_token_len = Some(bytes);
+        self.max_token_len = bytes;
         self
     }
 
@@ -346,7 +390,7 @@ impl TokenGuardBuilder {
 
     /// The `realm` of challenges (default `api`).
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
-        self.realm = Some(realm.into());
+        self.realm = realm.into();
         self
     }
 
@@ -410,13 +454,13 @@ impl TokenGuardBuilder {
 
     /// Largest JWKS or metadata response accepted, in bytes (default 512 KiB).
     pub fn max_jwks_size(mut self, bytes: usize) -> Self {
-        self.max_jwks_bytes = Some(bytes);
+        self.max_jwks_bytes = bytes;
         self
     }
 
     /// Total timeout of one fetch (default 10 s).
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.fetch_timeout = Some(timeout);
+        self.fetch_timeout = timeout;
         self
     }
 
@@ -426,13 +470,13 @@ impl TokenGuardBuilder {
     /// and `nbf` are checked on every request, and entries whose key left the
     /// key set are dropped.
     pub fn token_cache(mut self, config: TokenCacheConfig) -> Self {
-        self.token_cache = Some(Some(config));
+        self.token_cache = Some(config);
         self
     }
 
     /// Verify every token fully, every time.
     pub fn disable_token_cache(mut self) -> Self {
-        self.token_cache = Some(None);
+        self.token_cache = None;
         self
     }
 
@@ -456,10 +500,7 @@ impl TokenGuardBuilder {
     /// [`TokenGuard::warm_up`]).
     pub fn build(self) -> Result<TokenGuard, BuildError> {
         crate::verify::install_default_provider();
-        let mut algorithms = self
-            .algorithms
-            .clone()
-            .unwrap_or_else(|| DEFAULT_ALGORITHMS.to_vec());
+        let mut algorithms = self.algorithms.clone();
         if algorithms
             .iter()
             .any(|a| a.family() == jsonwebtoken::AlgorithmFamily::Hmac)
@@ -472,7 +513,7 @@ impl TokenGuardBuilder {
         if algorithms.is_empty() {
             return Err(BuildError::InvalidAlgorithms("no algorithm allowed".into()));
         }
-        let rsa_default = self.rsa_algorithm.unwrap_or(Algorithm::RS256);
+        let rsa_default = self.rsa_algorithm;
         if rsa_default.family() != jsonwebtoken::AlgorithmFamily::Rsa {
             return Err(BuildError::InvalidAlgorithms(format!(
                 "rsa_algorithm({rsa_default:?}) is not an RSA algorithm"
@@ -490,14 +531,14 @@ impl TokenGuardBuilder {
                 "the issuer {issuer:?} has a query or fragment (RFC 8414 §2)"
             )));
         }
-        let leeway = self.leeway.unwrap_or(DEFAULT_LEEWAY);
+        let leeway = self.leeway;
         if leeway > MAX_LEEWAY {
             return Err(BuildError::LeewayTooLarge(leeway));
         }
         if self.audiences.is_empty() && !self.skip_audience {
             return Err(BuildError::MissingAudience);
         }
-        let realm = self.realm.unwrap_or_else(|| "api".into());
+        let realm = self.realm;
         if realm.is_empty() || !realm.chars().all(crate::syntax::is_scope_char_or_space) {
             return Err(BuildError::InvalidRealm);
         }
@@ -522,9 +563,8 @@ impl TokenGuardBuilder {
             require_typ: !self.allow_untyped,
             max_lifetime: self
                 .max_lifetime
-                .unwrap_or(Some(Duration::from_secs(24 * 3600)))
                 .map(|d| d.as_secs().min(i64::MAX as u64) as i64),
-            max_token_len: self.max_token_len.unwrap_or(8192),
+            max_token_len: self.max_token_len,
             scope_source: self.scope_source,
         };
 
@@ -564,8 +604,8 @@ impl TokenGuardBuilder {
             };
             let fetcher = Fetcher {
                 client,
-                timeout: self.fetch_timeout.unwrap_or(Duration::from_secs(10)),
-                max_bytes: self.max_jwks_bytes.unwrap_or(512 * 1024),
+                timeout: self.fetch_timeout,
+                max_bytes: self.max_jwks_bytes,
             };
             KeySource::Remote(Arc::new(RemoteKeys::new(
                 source,
@@ -575,13 +615,10 @@ impl TokenGuardBuilder {
             )))
         };
 
-        let cache = self
-            .token_cache
-            .unwrap_or(Some(TokenCacheConfig::default()));
         let verifier = Arc::new(JwtVerifier {
             policy: policy.clone(),
             keys,
-            cache: cache.as_ref().map(TokenCache::new),
+            cache: self.token_cache.as_ref().map(TokenCache::new),
         });
         Ok(TokenGuard {
             inner: Arc::new(GuardInner {
@@ -595,8 +632,6 @@ impl TokenGuardBuilder {
     }
 }
 
-/// Default clock skew tolerance.
-const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// Largest clock skew tolerance [`TokenGuardBuilder::build`] accepts.
 pub const MAX_LEEWAY: Duration = Duration::from_secs(5 * 60);
 
@@ -633,4 +668,46 @@ impl StaticKey {
 
 fn url_error(e: FetchError) -> BuildError {
     BuildError::InvalidUrl(e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documentation's table of defaults says what `Default` sets.
+    #[test]
+    fn documented_defaults_are_the_defaults() {
+        let source = include_str!("builder.rs");
+        let row = |setting: &str| {
+            source
+                .lines()
+                .find(|l| l.starts_with(&format!("/// | {setting} |")))
+                .unwrap_or_else(|| panic!("no row for {setting}"))
+                .to_owned()
+        };
+        let b = TokenGuardBuilder::default();
+        assert!(row("leeway").contains(&format!(
+            "| {} s (at most {} min)",
+            b.leeway.as_secs(),
+            MAX_LEEWAY.as_secs() / 60
+        )));
+        let lifetime = b.max_lifetime.unwrap();
+        assert!(
+            row("lifetime (`exp` − `iat`)")
+                .contains(&format!("at most {} h", lifetime.as_secs() / 3600))
+        );
+        assert!(row("token size").contains(&format!("at most {} KiB", b.max_token_len / 1024)));
+        assert!(row("realm").contains(&format!("`{}`", b.realm)));
+        assert!(row("RSA keys without `alg`").contains(&format!("{:?}", b.rsa_algorithm)));
+        let fetch = row("key and metadata fetches");
+        assert!(fetch.contains(&format!("{} s timeout", b.fetch_timeout.as_secs())));
+        assert!(fetch.contains(&format!("at most {} KiB", b.max_jwks_bytes / 1024)));
+        assert!(b.token_cache.is_some() && row("verified-token cache").contains("on"));
+        assert_eq!(b.algorithms, DEFAULT_ALGORITHMS);
+        assert!(!b.allow_untyped && row("`typ`").contains("`at+jwt` required"));
+        assert!(
+            matches!(b.scope_source, ScopeSource::Scope)
+                && row("scopes").contains("the `scope` claim")
+        );
+    }
 }

@@ -234,3 +234,51 @@ impl fmt::Display for WarmUpError {
 }
 
 impl std::error::Error for WarmUpError {}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::error::{AuthErrorKind, InvalidToken};
+    use crate::testing::TestIssuer;
+
+    fn request(token: &str) -> Request<()> {
+        Request::get("/")
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+    }
+
+    /// The binding step runs on every path: a bound token is verified and
+    /// cached, and still refused when the cache answers.
+    #[test]
+    fn binding_runs_on_cache_hits() {
+        let issuer = TestIssuer::new();
+        let guard = issuer.guard("https://api");
+        let token = issuer
+            .token()
+            .audience("https://api")
+            .claim("cnf", serde_json::json!({"jkt": "x"}))
+            .mint();
+        let bound = AuthErrorKind::InvalidToken(InvalidToken::SenderConstrained);
+        assert!(guard.inner.verifier.cached(token.as_bytes()).is_none());
+        for _ in 0..2 {
+            match guard.authenticate(&mut request(&token), false) {
+                Outcome::Refuse(e) => assert_eq!(e.kind(), &bound),
+                _ => panic!("a bound token was let through"),
+            }
+            // Verified (and cached) before the binding step refused it.
+            assert!(guard.inner.verifier.cached(token.as_bytes()).is_some());
+        }
+        // An unbound token passes and gets its extensions, from the cache too.
+        let plain = issuer.token().audience("https://api").mint();
+        for _ in 0..2 {
+            let mut req = request(&plain);
+            assert!(matches!(
+                guard.authenticate(&mut req, false),
+                Outcome::Pass { private: false }
+            ));
+            assert!(req.extensions().get::<Arc<AccessToken>>().is_some());
+            assert!(req.extensions().get::<GuardContext>().is_some());
+        }
+    }
+}

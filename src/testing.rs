@@ -47,8 +47,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value, json};
 
-use crate::claims::NumericDate;
-use crate::guard::TokenGuard;
+use crate::NumericDate;
+use crate::TokenGuard;
 
 /// The issuer URL a [`TestIssuer::new`] uses.
 pub const DEFAULT_TEST_ISSUER: &str = "https://issuer.tokenguard.test";
