@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use crate::challenge::{ChallengeConfig, ErrorBody, RenderError};
+use crate::challenge::{ChallengeConfig, ErrorBody, ErrorBodyRenderer};
 use crate::claims::ScopeSource;
 use crate::credential::TokenSources;
 use crate::error::AuthError;
 use crate::fetch::{FetchError, Fetcher, check_url, default_client};
-use crate::guard::{GuardInner, TokenGuard};
+use crate::guard::{GuardInner, RequestSettings, TokenGuard};
 use crate::keys::remote::{RemoteConfig, RemoteKeys, RemoteSource};
 use crate::keys::{KeyError, KeyRules, KeySet, VerifyingKey};
 use crate::verify::cache::{TokenCache, TokenCacheConfig};
@@ -95,15 +95,13 @@ impl TokenGuard {
         }
         let multi = MultiIssuer {
             by_issuer,
-            max_token_len: first.max_token_len,
+            max_token_len: first.request.max_token_len,
         };
         Ok(TokenGuard {
             inner: Arc::new(GuardInner {
                 verifier: Box::new(multi),
                 issuers,
-                sources: first.sources.clone(),
-                max_token_len: first.max_token_len,
-                errors: first.errors.clone(),
+                request: first.request.clone(),
             }),
         })
     }
@@ -203,7 +201,7 @@ pub struct TokenGuardBuilder {
     scope_source: ScopeSource,
     sources: TokenSources,
     realm: String,
-    render: Option<RenderError>,
+    render: Option<ErrorBodyRenderer>,
     client: Option<reqwest::Client>,
     remote: RemoteConfig,
     fetch_timeout: Duration,
@@ -542,7 +540,7 @@ impl TokenGuardBuilder {
         if realm.is_empty() || !realm.chars().all(crate::syntax::is_scope_char_or_space) {
             return Err(BuildError::InvalidRealm);
         }
-        let errors = Arc::new(ChallengeConfig {
+        let challenge = Arc::new(ChallengeConfig {
             realm: realm.into(),
             render: self.render,
         });
@@ -624,9 +622,11 @@ impl TokenGuardBuilder {
             inner: Arc::new(GuardInner {
                 verifier: Box::new(verifier.clone()),
                 issuers: vec![verifier],
-                sources: self.sources,
-                max_token_len: policy.max_token_len,
-                errors,
+                request: RequestSettings {
+                    sources: self.sources,
+                    max_token_len: policy.max_token_len,
+                    challenge,
+                },
             }),
         })
     }

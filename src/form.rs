@@ -39,7 +39,7 @@ impl TokenGuard {
     /// header. Place it outside [`layer`](Self::layer). See
     /// [`FormTokenLayer`](FormTokenLayer).
     pub fn form_token_layer(&self) -> FormTokenLayer {
-        FormTokenLayer::new(self.inner.max_token_len)
+        FormTokenLayer::new(self.inner.request.max_token_len)
     }
 }
 
@@ -83,6 +83,10 @@ impl<S> Layer<S> for FormTokenLayer {
 pub struct FormTokenService<S> {
     inner: S,
     layer: FormTokenLayer,
+}
+
+impl<S> FormTokenService<S> {
+    inner_service_accessors!();
 }
 
 fn is_form(req: &Request<Body>) -> bool {

@@ -54,16 +54,24 @@ pub(crate) struct GuardInner {
     pub(crate) verifier: Box<dyn Verifier>,
     /// One verifier per trusted issuer (one, unless built by `multi_issuer`).
     pub(crate) issuers: Vec<Arc<JwtVerifier>>,
+    pub(crate) request: RequestSettings,
+}
+
+/// The request-level settings: where the token is looked for, how large it
+/// may be, and how every refusal is rendered. One set per guard; a
+/// [`multi_issuer`](TokenGuard::multi_issuer) guard has the first guard's.
+#[derive(Clone)]
+pub(crate) struct RequestSettings {
     pub(crate) sources: TokenSources,
     pub(crate) max_token_len: usize,
-    pub(crate) errors: Arc<ChallengeConfig>,
+    pub(crate) challenge: Arc<ChallengeConfig>,
 }
 
 impl fmt::Debug for TokenGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenGuard")
-            .field("sources", &self.inner.sources)
-            .field("realm", &self.inner.errors.realm)
+            .field("sources", &self.inner.request.sources)
+            .field("realm", &self.inner.request.challenge.realm)
             .finish_non_exhaustive()
     }
 }
@@ -101,15 +109,15 @@ impl TokenGuard {
             req.headers(),
             req.uri(),
             req.extensions(),
-            &inner.sources,
-            inner.max_token_len,
+            &inner.request.sources,
+            inner.request.max_token_len,
         );
         let found = match found {
             Err(e) => return Outcome::Refuse(e),
             Ok(None) if optional => {
                 // No token: extractors still need the challenge settings.
                 req.extensions_mut()
-                    .insert(GuardContext(inner.errors.clone()));
+                    .insert(GuardContext(inner.request.challenge.clone()));
                 return Outcome::Pass { private: false };
             }
             Ok(None) => return Outcome::Refuse(AuthError::missing_token()),
@@ -145,13 +153,13 @@ impl TokenGuard {
         crate::bind::check(&token, Some(req))?;
         let ext = req.extensions_mut();
         ext.insert(token);
-        ext.insert(GuardContext(self.inner.errors.clone()));
+        ext.insert(GuardContext(self.inner.request.challenge.clone()));
         Ok(())
     }
 
     /// The challenge settings of every refusal this guard answers.
-    pub(crate) fn errors(&self) -> &Arc<ChallengeConfig> {
-        &self.inner.errors
+    pub(crate) fn challenge_config(&self) -> &Arc<ChallengeConfig> {
+        &self.inner.request.challenge
     }
 
     /// Loads remote keys now, so that an application can fail fast at start-up

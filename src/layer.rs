@@ -119,20 +119,7 @@ pub struct TokenGuardService<S> {
 }
 
 impl<S> TokenGuardService<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TokenGuardService<S>
@@ -155,7 +142,7 @@ where
                 private,
             },
             Outcome::Refuse(e) => State::Rejected {
-                resp: Some(reject(&e, self.guard.errors())),
+                resp: Some(reject(&e, self.guard.challenge_config())),
             },
             Outcome::Pending { verify, private } => {
                 // `poll_ready` was called on `self.inner`, so that instance is
@@ -238,7 +225,7 @@ where
                             this.state.set(State::Inner { fut, private });
                         }
                         Err(e) => {
-                            let resp = reject(&e, guard.errors());
+                            let resp = reject(&e, guard.challenge_config());
                             this.state.set(State::Rejected { resp: Some(resp) });
                         }
                     }

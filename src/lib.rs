@@ -68,6 +68,27 @@ compile_error!(
     "tokenguard needs a crypto backend: enable the `aws-lc-rs` (default) or `rust-crypto` feature"
 );
 
+/// `get_ref`, `get_mut` and `into_inner` for a middleware service whose
+/// wrapped service is its `inner` field.
+macro_rules! inner_service_accessors {
+    () => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Consumes `self`, returning the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
 // The request's path, in order (ARCHITECTURE.md): credential → verify →
 // bind → extensions → authorize → challenge. Modules are private; the API is
 // the curated list of re-exports below.
@@ -96,7 +117,7 @@ mod verify;
 
 pub use authorize::{RequireScopeFuture, RequireScopeLayer, RequireScopeService, require_scope};
 pub use builder::{BuildError, DEFAULT_ALGORITHMS, MAX_LEEWAY, TokenGuardBuilder};
-pub use challenge::{ChallengeBody, ErrorBody, RenderError};
+pub use challenge::{ChallengeBody, ErrorBody, ErrorBodyRenderer};
 pub use claims::{AccessToken, AccessTokenClaims, Audience, NumericDate, ScopeSource};
 pub use credential::TokenSources;
 pub use error::{AuthError, AuthErrorKind, InvalidRequest, InvalidToken};

@@ -73,13 +73,13 @@ impl ErrorBody {
 
 /// A function that renders a custom body for an error. Returning `None` keeps
 /// the empty body. Status and headers are always set by tokenguard.
-pub type RenderError = Arc<dyn Fn(&AuthError) -> Option<ErrorBody> + Send + Sync>;
+pub type ErrorBodyRenderer = Arc<dyn Fn(&AuthError) -> Option<ErrorBody> + Send + Sync>;
 
 /// What rendering a challenge needs: the realm and the optional body renderer.
 #[derive(Clone)]
 pub(crate) struct ChallengeConfig {
     pub(crate) realm: Arc<str>,
-    pub(crate) render: Option<RenderError>,
+    pub(crate) render: Option<ErrorBodyRenderer>,
 }
 
 impl fmt::Debug for ChallengeConfig {
