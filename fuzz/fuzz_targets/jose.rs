@@ -12,9 +12,13 @@
 //! Checks: no panic; only 200 / 400 / 401 / 403; on refusals
 //! `Cache-Control: no-store` and a well-formed RFC 6750 challenge; on 200 and
 //! 403 an independent model (`serde_json::Value`, plain comparisons) agrees
-//! that the header and claims allow the token (and that `scope` holds `read`
-//! exactly on 200); when the model finds the token plainly valid, the guard
-//! does not refuse it with 401.
+//! that the header and claims allow the token (`alg` HS256, `typ` at+jwt or
+//! application/at+jwt in any case, `kid` absent or `hs`, no `crit`, no
+//! repeated `alg`/`typ`/`kid`/`crit`; claims not repeated, of their types,
+//! no `cnf`, `iss`, `aud`, `exp`, `nbf`, `iat` valid) and that `scope` holds
+//! `read` exactly on 200; when the model finds the token plainly valid (not
+//! within a second of a time limit, within the size limits), the guard does
+//! not refuse it.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -46,11 +50,13 @@ const MAX_TOKEN: usize = 8192;
 const MAX_HEADER: usize = 2048;
 
 /// Strings a JOSE header or claims set is made of.
+#[rustfmt::skip]
 const WORDS: &[&str] = &[
     "HS256", "HS384", "HS512", "RS256", "PS256", "ES256", "ES384", "EdDSA", "Ed25519", "none",
     "at+jwt", "jwt", "JWT", "application/", "+", "/", " ", "hs", "read", "write", "openid",
     "https://api", DEFAULT_TEST_ISSUER, "https://", "dpop+jwt", "b64", "\\", "\"", "\u{0}",
 ];
+#[rustfmt::skip]
 const ACCEPTED_ALGS: &[&str] = &[
     "HS256", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
     "Ed25519", "HS384", "HS512",
@@ -121,6 +127,7 @@ enum Scalar {
     Word(u8),
 }
 
+#[rustfmt::skip]
 const NUMBERS: &[&str] = &[
     "0", "-0", "-1", "1e400", "-1e400", "1e-400", "1E3", "2.0", "1.7e9", "253402300799",
     "253402300800", "253402300799.0", "253402300799.5", "9223372036854775807",
@@ -517,9 +524,9 @@ fn header_verdict(h: &Members) -> Verdict {
     if get("alg") != Some(&Value::from("HS256")) {
         return Verdict::Invalid("alg".into());
     }
-    let typ_ok = get("typ")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"));
+    let typ_ok = get("typ").and_then(Value::as_str).is_some_and(|t| {
+        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+    });
     if !typ_ok {
         return Verdict::Invalid("typ".into());
     }
@@ -559,7 +566,9 @@ fn claims_verdict(c: &Members, before: f64, after: f64) -> Verdict {
             return bad(name);
         }
     }
-    if get("cnf").is_some_and(|v| !v.is_object()) {
+    // A sender-constrained token is never accepted as a bearer token
+    // (RFC 9449 §7.2, RFC 8705 §3), whatever its `cnf` holds.
+    if get("cnf").is_some() {
         return bad("cnf");
     }
     if let Some(amr) = get("amr") {
@@ -585,11 +594,11 @@ fn claims_verdict(c: &Members, before: f64, after: f64) -> Verdict {
         return bad("exp");
     };
     let mut unsure = false;
-    // Expired when now > exp + leeway.
-    if before > exp + LEEWAY {
+    // Expired on or after exp + leeway (RFC 7519 §4.1.4).
+    if before >= exp + LEEWAY {
         return bad("exp in the past");
     }
-    unsure |= after > exp + LEEWAY;
+    unsure |= after >= exp + LEEWAY;
     for name in ["nbf", "iat"] {
         if let Some(t) = get(name).and_then(numeric_date) {
             // Refused when t > now + leeway.
@@ -719,10 +728,20 @@ fuzz_target!(|input: Input| {
         ],
         ClaimsTemplate::Empty => vec![],
     };
-    apply(&mut c, &input.claims_edits, CName::name, |n| n.values(now), now);
+    apply(
+        &mut c,
+        &input.claims_edits,
+        CName::name,
+        |n| n.values(now),
+        now,
+    );
 
     let (header_json, claims_json) = (render(&h), render(&c));
-    let signing_input = format!("{}.{}", b64(header_json.as_bytes()), b64(claims_json.as_bytes()));
+    let signing_input = format!(
+        "{}.{}",
+        b64(header_json.as_bytes()),
+        b64(claims_json.as_bytes())
+    );
     let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET);
     let mut mac = hmac::sign(&key, signing_input.as_bytes()).as_ref().to_vec();
     let good_sig = match input.sig {
@@ -750,7 +769,8 @@ fuzz_target!(|input: Input| {
     let hv = header_verdict(&h);
     let cv = claims_verdict(&c, before, after);
     let read = grants_read(&c);
-    let ctx = || format!("status {status}\nheader {header_json}\nclaims {claims_json}\n{hv:?} {cv:?}");
+    let ctx =
+        || format!("status {status}\nheader {header_json}\nclaims {claims_json}\n{hv:?} {cv:?}");
     match status {
         StatusCode::OK | StatusCode::FORBIDDEN => {
             // The guard accepted the token.
