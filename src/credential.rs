@@ -203,15 +203,13 @@ pub(crate) fn extract<'a>(
         // hide a second token.
         for value in headers.get_all(header::COOKIE) {
             for pair in value.as_bytes().split(|&b| b == b';') {
-                let pair = pair.trim_ascii();
-                let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                let Some((name, v)) = name_value(pair.trim_ascii()) else {
                     continue;
                 };
-                let (name, v) = pair.split_at(eq);
                 if name.trim_ascii() != cookie_name.as_bytes() {
                     continue;
                 }
-                let v = v.get(1..).unwrap_or_default().trim_ascii();
+                let v = v.trim_ascii();
                 let v = std::str::from_utf8(v).map_err(|_| {
                     AuthError::invalid_request(InvalidRequest::MalformedCredentials)
                 })?;
@@ -229,6 +227,12 @@ pub(crate) fn extract<'a>(
         put(Cow::Borrowed(token.as_bytes()), true, false)?;
     }
     Ok(found)
+}
+
+/// Splits a `name=value` pair at its first `=`; `None` without one.
+pub(crate) fn name_value(pair: &[u8]) -> Option<(&[u8], &[u8])> {
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    Some((pair.get(..eq)?, pair.get(eq + 1..)?))
 }
 
 /// Percent-decodes `bytes` (and `+` as a space when `plus_is_space`);

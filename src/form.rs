@@ -29,7 +29,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::credential::{FormToken, decode_param, is_access_token_name};
+use crate::credential::{FormToken, decode_param, is_access_token_name, name_value};
 use crate::error::{AuthError, InvalidRequest};
 use crate::guard::TokenGuard;
 
@@ -115,11 +115,8 @@ fn is_form(req: &Request<Body>) -> bool {
 fn form_token(body: &[u8], max_len: usize) -> Option<Result<String, AuthError>> {
     let mut found = None;
     for pair in body.split(|&b| b == b'&') {
-        let (name, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => pair.split_at(i),
-            None => (pair, &b""[..]),
-        };
-        let value = value.get(1..).unwrap_or_default();
+        // A name without `=` has an empty value.
+        let (name, value) = name_value(pair).unwrap_or((pair, b""));
         if !is_access_token_name(name) {
             continue;
         }
