@@ -29,6 +29,9 @@ use crate::guard::{GuardInner, RequestSettings, TokenGuard};
 use crate::keys::remote::{RemoteConfig, RemoteKeys, RemoteSource};
 use crate::keys::{KeyError, KeyRules, KeySet, VerifyingKey};
 use crate::verify::cache::{TokenCache, TokenCacheConfig};
+use crate::verify::introspect::config::Method;
+use crate::verify::introspect::{EndpointSource, IntrospectionConfig, Introspector};
+use crate::verify::issuer::IssuerVerifier;
 use crate::verify::jwt::{JwtVerifier, KeySource, Policy};
 use crate::verify::multi::MultiIssuer;
 
@@ -60,6 +63,9 @@ impl TokenGuard {
     /// error body) are the first guard's, for every refusal whichever issuer
     /// a token names; the other guards' request-level settings are not used.
     ///
+    /// At most one of the guards may introspect: tokens that are not JWTs
+    /// name no issuer, and go to that one.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use tokenguard::{TokenGuard, testing::TestIssuer};
@@ -82,19 +88,27 @@ impl TokenGuard {
             .clone();
         let mut by_issuer = std::collections::HashMap::new();
         let mut issuers = Vec::new();
+        let mut opaque = None;
         for verifier in guards.iter().flat_map(|g| g.inner.issuers.iter()) {
             let issuer = verifier
-                .policy
-                .issuer
-                .clone()
-                .ok_or(BuildError::MissingIssuer)?;
+                .issuer()
+                .ok_or(BuildError::MissingIssuer)?
+                .to_owned();
             if by_issuer.insert(issuer.clone(), verifier.clone()).is_some() {
                 return Err(BuildError::DuplicateIssuer(issuer));
+            }
+            if let Some(introspection) = &verifier.introspection
+                && opaque.replace(introspection.clone()).is_some()
+            {
+                return Err(BuildError::ConflictingSettings(
+                    "more than one issuer introspects: a token that is not a JWT names no issuer, so only one may".into(),
+                ));
             }
             issuers.push(verifier.clone());
         }
         let multi = MultiIssuer {
             by_issuer,
+            opaque,
             max_token_len: first.request.max_token_len,
         };
         Ok(TokenGuard {
@@ -183,6 +197,7 @@ impl std::error::Error for BuildError {}
 /// | realm | `api` ([`realm`](Self::realm)) |
 /// | key and metadata fetches | 10 s timeout, at most 512 KiB ([`fetch_timeout`](Self::fetch_timeout), [`max_jwks_size`](Self::max_jwks_size)) |
 /// | verified-token cache | on ([`TokenCacheConfig::default`]) |
+/// | opaque tokens | refused: off until [`introspection`](Self::introspection) |
 #[must_use]
 pub struct TokenGuardBuilder {
     issuer: Option<String>,
@@ -207,6 +222,7 @@ pub struct TokenGuardBuilder {
     fetch_timeout: Duration,
     max_jwks_bytes: usize,
     token_cache: Option<TokenCacheConfig>,
+    introspection: Option<IntrospectionConfig>,
 }
 
 /// The defaults, written once: the builder starts from them, and the table
@@ -247,6 +263,7 @@ impl Default for TokenGuardBuilder {
             fetch_timeout: defaults::FETCH_TIMEOUT,
             max_jwks_bytes: defaults::MAX_DOCUMENT_SIZE,
             token_cache: Some(TokenCacheConfig::default()),
+            introspection: None,
         }
     }
 }
@@ -478,6 +495,19 @@ impl TokenGuardBuilder {
         self
     }
 
+    /// Accept opaque tokens through token introspection (RFC 7662) at the
+    /// issuer's authorization server: tokens that are not JWTs of the issuer
+    /// (or every token, with
+    /// [`introspect_jwts`](IntrospectionConfig::introspect_jwts)) are sent
+    /// to its introspection endpoint, with the same HTTP client as key
+    /// fetches. The answer is checked by the same rules as a JWT (audience,
+    /// lifetime, scopes), and cached ([`IntrospectionConfig`]). Needs
+    /// [`issuer`](Self::issuer).
+    pub fn introspection(mut self, config: IntrospectionConfig) -> Self {
+        self.introspection = Some(config);
+        self
+    }
+
     /// Accept tokens for any audience. Only for a resource server that is
     /// the sole audience of its issuer: otherwise tokens minted for other
     /// services are accepted here too.
@@ -570,6 +600,14 @@ impl TokenGuardBuilder {
             allowed: algorithms.clone(),
             rsa_default,
         };
+        let needs_client = self.static_keys.is_empty() || self.introspection.is_some();
+        let client = match (self.client, needs_client) {
+            (Some(c), _) => Some(c),
+            (None, true) => {
+                Some(default_client().map_err(|e| BuildError::HttpClient(e.to_string()))?)
+            }
+            (None, false) => None,
+        };
         let keys = if !self.static_keys.is_empty() {
             if self.jwks_url.is_some() {
                 return Err(BuildError::InvalidKey(
@@ -596,12 +634,8 @@ impl TokenGuardBuilder {
                 }
                 (None, None) => return Err(BuildError::NoKeySource),
             };
-            let client = match self.client {
-                Some(c) => c,
-                None => default_client().map_err(|e| BuildError::HttpClient(e.to_string()))?,
-            };
             let fetcher = Fetcher {
-                client,
+                client: client.clone().ok_or(BuildError::NoKeySource)?,
                 timeout: self.fetch_timeout,
                 max_bytes: self.max_jwks_bytes,
             };
@@ -613,10 +647,27 @@ impl TokenGuardBuilder {
             )))
         };
 
-        let verifier = Arc::new(JwtVerifier {
-            policy: policy.clone(),
-            keys,
-            cache: self.token_cache.as_ref().map(TokenCache::new),
+        let introspection = match self.introspection {
+            None => None,
+            Some(config) => {
+                let issuer = match (&policy.issuer, client) {
+                    (Some(issuer), Some(client)) => (issuer.clone(), client),
+                    _ => {
+                        return Err(BuildError::ConflictingSettings(
+                            "introspection needs .issuer(..): answers are checked against it, and its metadata names the endpoint".into(),
+                        ));
+                    }
+                };
+                Some(Arc::new(introspector(issuer, &config, &policy)?))
+            }
+        };
+        let verifier = Arc::new(IssuerVerifier {
+            jwt: Arc::new(JwtVerifier {
+                policy: policy.clone(),
+                keys,
+                cache: self.token_cache.as_ref().map(TokenCache::new),
+            }),
+            introspection,
         });
         Ok(TokenGuard {
             inner: Arc::new(GuardInner {
@@ -666,6 +717,38 @@ impl StaticKey {
     }
 }
 
+/// The introspector of `issuer`, its settings checked.
+fn introspector(
+    (issuer, client): (String, reqwest::Client),
+    config: &IntrospectionConfig,
+    policy: &Policy,
+) -> Result<Introspector, BuildError> {
+    let endpoint = match &config.endpoint {
+        Some(url) => EndpointSource::Fixed(check_url(url).map_err(url_error)?),
+        None => EndpointSource::Discovered {
+            url: tokio::sync::OnceCell::new(),
+            failed_at: std::sync::atomic::AtomicI64::new(i64::MIN),
+        },
+    };
+    if let Method::PrivateKeyJwt { id, key, alg, kid } = &config.auth.0 {
+        // A key that cannot sign its algorithm fails here, not per request.
+        crate::verify::introspect::request::assertion(id, key, *alg, kid.as_deref(), &issuer)
+            .map_err(BuildError::InvalidKey)?;
+    }
+    let fetcher = Fetcher {
+        client,
+        timeout: config.timeout,
+        max_bytes: config.max_response_size,
+    };
+    Ok(Introspector::new(
+        issuer,
+        endpoint,
+        fetcher,
+        policy.clone(),
+        config,
+    ))
+}
+
 fn url_error(e: FetchError) -> BuildError {
     BuildError::InvalidUrl(e.message)
 }
@@ -703,6 +786,7 @@ mod tests {
         assert!(fetch.contains(&format!("{} s timeout", b.fetch_timeout.as_secs())));
         assert!(fetch.contains(&format!("at most {} KiB", b.max_jwks_bytes / 1024)));
         assert!(b.token_cache.is_some() && row("verified-token cache").contains("on"));
+        assert!(b.introspection.is_none() && row("opaque tokens").contains("off"));
         assert_eq!(b.algorithms, DEFAULT_ALGORITHMS);
         assert!(!b.allow_untyped && row("`typ`").contains("`at+jwt` required"));
         assert!(

@@ -12,6 +12,7 @@
 //! | token invalid, expired, wrong audience, … | 401    | `Bearer realm="…", error="invalid_token", …`                |
 //! | token lacks a required scope              | 403    | `Bearer realm="…", error="insufficient_scope", scope="…"`   |
 //! | issuer keys cannot be had                 | 503    | none; `Retry-After` instead                                 |
+//! | introspection cannot be had (RFC 7662)    | 503    | none; `Retry-After` instead                                 |
 //!
 //! Descriptions are fixed, generic sentences: they never echo token content,
 //! so they can neither leak claims nor break the header.
@@ -57,6 +58,14 @@ pub enum AuthErrorKind {
     },
     /// The issuer's keys cannot be had right now and none are cached (503).
     KeysUnavailable {
+        /// When the client may retry.
+        retry_after: Duration,
+    },
+    /// The token could not be introspected (RFC 7662): the authorization
+    /// server is unreachable, slow, failing or refused our credentials, or
+    /// too many introspections are in flight (503). Never the caller's fault,
+    /// so never 401.
+    IntrospectionUnavailable {
         /// When the client may retry.
         retry_after: Duration,
     },
@@ -116,6 +125,9 @@ pub enum InvalidToken {
     /// The token is sender-constrained (it has a `cnf` claim) and its
     /// binding was not verified (RFC 9449 §7.2, RFC 8705 §3).
     SenderConstrained,
+    /// The authorization server says the token is not active: revoked,
+    /// expired or never issued (RFC 7662 §2.2).
+    Inactive,
 }
 
 impl InvalidToken {
@@ -140,6 +152,7 @@ impl InvalidToken {
             Self::SenderConstrained => {
                 "The access token is bound to a key and cannot be used as a bearer token"
             }
+            Self::Inactive => "The access token is not active",
         }
     }
 }
@@ -188,6 +201,20 @@ impl AuthError {
         Self::new(AuthErrorKind::KeysUnavailable { retry_after })
     }
 
+    /// The token could not be introspected; retry after `retry_after`.
+    pub fn introspection_unavailable(retry_after: Duration) -> Self {
+        Self::new(AuthErrorKind::IntrospectionUnavailable { retry_after })
+    }
+
+    /// When the client may retry, for a 503.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.kind {
+            AuthErrorKind::KeysUnavailable { retry_after }
+            | AuthErrorKind::IntrospectionUnavailable { retry_after } => Some(retry_after),
+            _ => None,
+        }
+    }
+
     /// What went wrong.
     pub fn kind(&self) -> &AuthErrorKind {
         &self.kind
@@ -201,7 +228,8 @@ impl AuthError {
             }
             AuthErrorKind::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             AuthErrorKind::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            AuthErrorKind::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            AuthErrorKind::KeysUnavailable { .. }
+            | AuthErrorKind::IntrospectionUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AuthErrorKind::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -227,6 +255,9 @@ impl AuthError {
             }
             AuthErrorKind::KeysUnavailable { .. } => {
                 "The token issuer's keys are unavailable; try again later"
+            }
+            AuthErrorKind::IntrospectionUnavailable { .. } => {
+                "The access token cannot be checked right now; try again later"
             }
             AuthErrorKind::Misconfigured(_) => "Internal server error",
         }

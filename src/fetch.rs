@@ -1,4 +1,4 @@
-//! HTTP fetches for key sets, discovery documents and (soon) introspection:
+//! HTTP fetches for key sets, discovery documents and introspection:
 //! one injectable `reqwest::Client`, a total timeout, a response size cap, no
 //! redirects, and URLs that must be HTTPS (HTTP only on loopback).
 //!
@@ -11,10 +11,10 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{ACCEPT, CACHE_CONTROL, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use reqwest::{StatusCode, Url};
 
-/// A failed fetch (discovery or JWKS).
+/// A failed fetch (discovery, JWKS or introspection).
 #[derive(Debug, Clone)]
 pub(crate) struct FetchError {
     pub(crate) message: String,
@@ -104,8 +104,41 @@ fn max_age(value: Option<&HeaderValue>) -> Option<Duration> {
 }
 
 impl Fetcher {
+    /// GET `url` (a JWKS or metadata document).
     pub(crate) async fn get(&self, url: &Url) -> Result<Fetched, FetchError> {
-        match tokio::time::timeout(self.timeout, self.get_inner(url)).await {
+        let request = self
+            .client
+            .get(url.clone())
+            .header(ACCEPT, "application/json, application/jwk-set+json");
+        self.send(url, request).await
+    }
+
+    /// POST a form (`application/x-www-form-urlencoded`) to `url`, with an
+    /// optional `Authorization` value; the answer must be JSON.
+    pub(crate) async fn post_form(
+        &self,
+        url: &Url,
+        authorization: Option<HeaderValue>,
+        form: String,
+    ) -> Result<Fetched, FetchError> {
+        let mut request = self
+            .client
+            .post(url.clone())
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form);
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        self.send(url, request).await
+    }
+
+    async fn send(
+        &self,
+        url: &Url,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Fetched, FetchError> {
+        match tokio::time::timeout(self.timeout, self.read(url, request)).await {
             Ok(result) => result,
             Err(_) => Err(FetchError::new(format!(
                 "{url} did not answer within {:?}",
@@ -114,15 +147,15 @@ impl Fetcher {
         }
     }
 
-    async fn get_inner(&self, url: &Url) -> Result<Fetched, FetchError> {
-        let fail = |e: reqwest::Error| FetchError::new(format!("fetching {url}: {e}"));
-        let mut resp = self
-            .client
-            .get(url.clone())
-            .header(ACCEPT, "application/json, application/jwk-set+json")
-            .send()
-            .await
-            .map_err(fail)?;
+    async fn read(
+        &self,
+        url: &Url,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Fetched, FetchError> {
+        // `without_url`: a URL can carry a query, and errors are logged.
+        let fail =
+            |e: reqwest::Error| FetchError::new(format!("fetching {url}: {}", e.without_url()));
+        let mut resp = request.send().await.map_err(fail)?;
         let status = resp.status();
         if !status.is_success() {
             let what = if status.is_redirection() {

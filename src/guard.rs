@@ -27,7 +27,8 @@ use crate::error::AuthError;
 use crate::extensions::GuardContext;
 use crate::keys::KeySetStatus;
 use crate::keys::remote::RefreshError;
-use crate::verify::jwt::{JwtVerifier, KeySource};
+use crate::verify::issuer::IssuerVerifier;
+use crate::verify::jwt::KeySource;
 use crate::verify::{Verification, Verifier, VerifyResult};
 
 /// Verifies access tokens. Cheap to clone; build one per issuer with
@@ -53,7 +54,7 @@ pub struct TokenGuard {
 pub(crate) struct GuardInner {
     pub(crate) verifier: Box<dyn Verifier>,
     /// One verifier per trusted issuer (one, unless built by `multi_issuer`).
-    pub(crate) issuers: Vec<Arc<JwtVerifier>>,
+    pub(crate) issuers: Vec<Arc<IssuerVerifier>>,
     pub(crate) request: RequestSettings,
 }
 
@@ -162,12 +163,20 @@ impl TokenGuard {
         &self.inner.request.challenge
     }
 
-    /// Loads remote keys now, so that an application can fail fast at start-up
-    /// when an issuer is unreachable. Not needed otherwise: keys are fetched
-    /// on first use. Does nothing for static keys.
+    /// Loads remote keys (and discovers the introspection endpoint) now, so
+    /// that an application can fail fast at start-up when an issuer is
+    /// unreachable. Not needed otherwise: both happen on first use. Does
+    /// nothing for static keys.
     pub async fn warm_up(&self) -> Result<(), WarmUpError> {
         for verifier in &self.inner.issuers {
-            let KeySource::Remote(remote) = &verifier.keys else {
+            if let Some(introspection) = &verifier.introspection {
+                introspection.warm_up().await.map_err(WarmUpError)?;
+                if introspection.introspect_jwts {
+                    // Every token is introspected: the keys are never used.
+                    continue;
+                }
+            }
+            let KeySource::Remote(remote) = &verifier.jwt.keys else {
                 continue;
             };
             match remote.refresh().await {
@@ -199,8 +208,8 @@ impl TokenGuard {
             .issuers
             .iter()
             .map(|v| {
-                let issuer = v.policy.issuer.clone();
-                match &v.keys {
+                let issuer = v.jwt.policy.issuer.clone();
+                match &v.jwt.keys {
                     KeySource::Static(keys) => KeySetStatus {
                         issuer,
                         source: "static".into(),
@@ -231,13 +240,18 @@ pub(crate) enum Outcome {
     },
 }
 
-/// [`TokenGuard::warm_up`] could not load the issuer's keys.
+/// [`TokenGuard::warm_up`] could not load the issuer's keys or find its
+/// introspection endpoint.
 #[derive(Debug, Clone)]
 pub struct WarmUpError(String);
 
 impl fmt::Display for WarmUpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "could not load the issuer's keys: {}", self.0)
+        write!(
+            f,
+            "could not load the issuer's keys or metadata: {}",
+            self.0
+        )
     }
 }
 

@@ -131,6 +131,7 @@ pub use keys::KeySetStatus;
 pub use layer::{ResponseFuture, TokenGuardLayer, TokenGuardService};
 pub use scope::{AnyOf, Scope, ScopeRequirement, ScopeTuple, Scopes};
 pub use verify::cache::TokenCacheConfig;
+pub use verify::introspect::{ClientAuth, IntrospectionConfig};
 
 /// Parsers exposed for the fuzz targets, the property tests and the
 /// [`scopes!`] macro. Not part of the API: no stability promise.

@@ -37,7 +37,9 @@ impl AuthError {
                     out.push('"');
                 }
             }
-            AuthErrorKind::KeysUnavailable { .. } | AuthErrorKind::Misconfigured(_) => {
+            AuthErrorKind::KeysUnavailable { .. }
+            | AuthErrorKind::IntrospectionUnavailable { .. }
+            | AuthErrorKind::Misconfigured(_) => {
                 return None;
             }
         }
@@ -56,7 +58,7 @@ impl AuthError {
         {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
-        if let AuthErrorKind::KeysUnavailable { retry_after } = self.kind() {
+        if let Some(retry_after) = self.retry_after() {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after.as_secs().max(1)),

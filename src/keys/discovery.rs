@@ -2,8 +2,8 @@
 //! (`{issuer}/.well-known/openid-configuration`), falling back to RFC 8414
 //! (`/.well-known/oauth-authorization-server` inserted before the issuer's path).
 //! The document's `issuer` must be identical to the configured issuer
-//! (OpenID Connect Discovery §4.3, RFC 8414 §3.3); its `jwks_uri` must be
-//! HTTPS (or loopback HTTP).
+//! (OpenID Connect Discovery §4.3, RFC 8414 §3.3); the endpoints read from it
+//! (`jwks_uri`, `introspection_endpoint`) must be HTTPS (or loopback HTTP).
 
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
@@ -14,6 +14,16 @@ use crate::fetch::{FetchError, Fetcher, check_url};
 struct Metadata {
     issuer: String,
     jwks_uri: Option<String>,
+    introspection_endpoint: Option<String>,
+}
+
+/// An endpoint that metadata documents name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Endpoint {
+    /// `jwks_uri` (RFC 8414 §2).
+    Jwks,
+    /// `introspection_endpoint` (RFC 8414 §2).
+    Introspection,
 }
 
 /// The well-known URLs to try for `issuer`, in order.
@@ -28,6 +38,15 @@ pub(crate) fn metadata_urls(issuer: &Url) -> Vec<Url> {
 
 /// Resolves the issuer's `jwks_uri`.
 pub(crate) async fn jwks_uri(fetcher: &Fetcher, issuer: &str) -> Result<Url, FetchError> {
+    endpoint(fetcher, issuer, Endpoint::Jwks).await
+}
+
+/// Resolves one endpoint of the issuer's metadata.
+pub(crate) async fn endpoint(
+    fetcher: &Fetcher,
+    issuer: &str,
+    which: Endpoint,
+) -> Result<Url, FetchError> {
     let issuer_url = check_url(issuer)?;
     let mut last = None;
     for url in metadata_urls(&issuer_url) {
@@ -42,10 +61,15 @@ pub(crate) async fn jwks_uri(fetcher: &Fetcher, issuer: &str) -> Result<Url, Fet
                         meta.issuer
                     )));
                 }
-                let jwks = meta
-                    .jwks_uri
-                    .ok_or_else(|| FetchError::new(format!("metadata at {url} has no jwks_uri")))?;
-                return check_url(&jwks);
+                let (found, name) = match which {
+                    Endpoint::Jwks => (meta.jwks_uri, "jwks_uri"),
+                    Endpoint::Introspection => {
+                        (meta.introspection_endpoint, "introspection_endpoint")
+                    }
+                };
+                let found = found
+                    .ok_or_else(|| FetchError::new(format!("metadata at {url} has no {name}")))?;
+                return check_url(&found);
             }
             // Only a missing document moves on to the next well-known URL.
             Err(e) if e.status == Some(StatusCode::NOT_FOUND) => last = Some(e),

@@ -35,6 +35,21 @@ pub(crate) struct Policy {
     pub(crate) scope_source: ScopeSource,
 }
 
+/// Which claims must be present for [`Policy::check_claims`] (`exp` always is).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Required {
+    pub(crate) iss: bool,
+    pub(crate) aud: bool,
+}
+
+impl Required {
+    /// Everything: the rule for JWTs.
+    pub(crate) const ALL: Self = Self {
+        iss: true,
+        aud: true,
+    };
+}
+
 /// Where the keys come from.
 pub(crate) enum KeySource {
     Static(Arc<KeySet>),
@@ -167,7 +182,7 @@ impl Policy {
             .map_err(|_| invalid(InvalidToken::Malformed))?;
         let claims: AccessTokenClaims = serde_json::from_slice(&payload)
             .map_err(|_| invalid(InvalidToken::InvalidClaim("claims")))?;
-        self.check_claims(&claims, NumericDate::now().as_secs())?;
+        self.check_claims(&claims, NumericDate::now().as_secs(), Required::ALL)?;
         let scopes = self
             .scope_source
             .read(&claims)
@@ -179,17 +194,27 @@ impl Policy {
         }))
     }
 
-    pub(crate) fn check_claims(&self, c: &AccessTokenClaims, now: i64) -> Result<(), AuthError> {
+    /// `iss`, `aud` and the time claims. `required` says whether a missing
+    /// `iss` or `aud` is refused (a JWT must carry both; an introspection
+    /// response may omit them, RFC 7662 §2.2).
+    pub(crate) fn check_claims(
+        &self,
+        c: &AccessTokenClaims,
+        now: i64,
+        required: Required,
+    ) -> Result<(), AuthError> {
         if let Some(expected) = &self.issuer {
             match &c.iss {
-                None => return Err(invalid(InvalidToken::MissingClaim("iss"))),
+                None if required.iss => return Err(invalid(InvalidToken::MissingClaim("iss"))),
+                None => {}
                 Some(iss) if iss != expected => return Err(invalid(InvalidToken::WrongIssuer)),
                 Some(_) => {}
             }
         }
         if !self.audiences.is_empty() {
             match &c.aud {
-                None => return Err(invalid(InvalidToken::MissingClaim("aud"))),
+                None if required.aud => return Err(invalid(InvalidToken::MissingClaim("aud"))),
+                None => {}
                 Some(aud) if !self.audiences.iter().any(|a| aud.contains(a)) => {
                     return Err(invalid(InvalidToken::WrongAudience));
                 }

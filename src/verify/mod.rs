@@ -1,9 +1,9 @@
 //! Verification: a token's bytes in, a verified [`AccessToken`] or an
 //! [`AuthError`] out. JWTs are verified locally ([`jwt`]: strict JOSE header →
 //! key → signature → policy), in front of them the verified-token cache
-//! ([`cache`]); several issuers are routed by [`multi`]. Introspection
-//! (RFC 7662) will plug in behind the same [`Verifier`] trait. Nothing here
-//! knows tower, axum or the request.
+//! ([`cache`]); opaque tokens are introspected (RFC 7662, [`introspect`]);
+//! [`issuer`] chooses between the two for one issuer, and several issuers
+//! are routed by [`multi`]. Nothing here knows tower, axum or the request.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -16,17 +16,23 @@
 //! ```
 
 pub(crate) mod cache;
+pub(crate) mod introspect;
+pub(crate) mod issuer;
 pub(crate) mod jwt;
 pub(crate) mod multi;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::crypto::CryptoProvider;
+use serde::Deserialize;
 
 use crate::claims::AccessToken;
-use crate::error::AuthError;
+use crate::error::{AuthError, InvalidToken};
 
 /// Result of a verification.
 pub(crate) type VerifyResult = Result<Arc<AccessToken>, AuthError>;
@@ -39,8 +45,8 @@ pub(crate) enum Verification {
     Pending(Pin<Box<dyn Future<Output = VerifyResult> + Send + 'static>>),
 }
 
-/// Turns a token into a verified [`AccessToken`]. JWT verification today;
-/// introspection and multi-issuer routing plug in behind the same trait.
+/// Turns a token into a verified [`AccessToken`]: JWT verification,
+/// introspection, and the routing between them, behind one trait.
 pub(crate) trait Verifier: Send + Sync + 'static {
     /// A still-valid earlier verification of exactly these bytes, if cached.
     /// Looked up before anything else: a hit needs no other check.
@@ -58,6 +64,26 @@ pub(crate) trait Verifier: Send + Sync + 'static {
             None => self.verify(token),
         }
     }
+}
+
+/// Reads `iss` from an unverified token, for routing only.
+pub(crate) fn peek_issuer(token: &str, max_len: usize) -> Result<String, AuthError> {
+    #[derive(Deserialize)]
+    struct Iss<'a> {
+        #[serde(borrow)]
+        iss: Option<Cow<'a, str>>,
+    }
+    let malformed = || AuthError::invalid_token(InvalidToken::Malformed);
+    if token.len() > max_len {
+        return Err(AuthError::invalid_token(InvalidToken::TooLarge));
+    }
+    let payload = token.split('.').nth(1).ok_or_else(malformed)?;
+    let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
+    let claims: Iss<'_> = serde_json::from_slice(&json).map_err(|_| malformed())?;
+    claims
+        .iss
+        .map(Cow::into_owned)
+        .ok_or_else(|| AuthError::invalid_token(InvalidToken::MissingClaim("iss")))
 }
 
 /// The crypto backend tokenguard uses, chosen explicitly so that verification

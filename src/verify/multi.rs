@@ -8,48 +8,36 @@
 //! names. Keys of one issuer never verify a token of another, even when their
 //! `kid`s collide.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
-
-use super::jwt::JwtVerifier;
-use super::{Verification, Verifier};
+use super::introspect::Introspector;
+use super::issuer::IssuerVerifier;
+use super::{Verification, Verifier, peek_issuer};
+use crate::claims::AccessToken;
 use crate::error::{AuthError, InvalidToken};
 
 pub(crate) struct MultiIssuer {
-    pub(crate) by_issuer: HashMap<String, Arc<JwtVerifier>>,
+    pub(crate) by_issuer: HashMap<String, Arc<IssuerVerifier>>,
+    /// The one issuer that introspects tokens that are not JWTs, if any: an
+    /// opaque token names no issuer, and sending it to several would hand
+    /// it to authorization servers it does not belong to.
+    pub(crate) opaque: Option<Arc<Introspector>>,
     pub(crate) max_token_len: usize,
 }
 
-/// Reads `iss` from an unverified token, for routing only.
-fn peek_issuer(token: &str, max_len: usize) -> Result<String, AuthError> {
-    #[derive(Deserialize)]
-    struct Iss<'a> {
-        #[serde(borrow)]
-        iss: Option<Cow<'a, str>>,
-    }
-    let malformed = || AuthError::invalid_token(InvalidToken::Malformed);
-    if token.len() > max_len {
-        return Err(AuthError::invalid_token(InvalidToken::TooLarge));
-    }
-    let payload = token.split('.').nth(1).ok_or_else(malformed)?;
-    let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
-    let claims: Iss<'_> = serde_json::from_slice(&json).map_err(|_| malformed())?;
-    claims
-        .iss
-        .map(Cow::into_owned)
-        .ok_or_else(|| AuthError::invalid_token(InvalidToken::MissingClaim("iss")))
-}
-
 impl Verifier for MultiIssuer {
+    fn cached(&self, token: &[u8]) -> Option<Arc<AccessToken>> {
+        self.opaque.as_ref()?.cached(token)
+    }
+
     fn verify(&self, token: &str) -> Verification {
-        let issuer = match peek_issuer(token, self.max_token_len) {
-            Ok(iss) => iss,
-            Err(e) => return Verification::Done(Err(e)),
+        let issuer = match (peek_issuer(token, self.max_token_len), &self.opaque) {
+            (Ok(iss), _) => iss,
+            (Err(_), Some(opaque)) if token.len() <= self.max_token_len => {
+                return opaque.verify(token);
+            }
+            (Err(e), _) => return Verification::Done(Err(e)),
         };
         match self.by_issuer.get(&issuer) {
             Some(verifier) => verifier.cached_or_verify(token),
@@ -60,6 +48,9 @@ impl Verifier for MultiIssuer {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
     use crate::error::AuthErrorKind;
 
