@@ -12,6 +12,12 @@
 //! `threads/*` runs the same number of cached requests on one and on two
 //! threads: without contention between cores, two threads take half the time.
 //!
+//! `introspection/*`: an opaque token through the layer, introspected at a
+//! loopback endpoint: `router/layer_cache_hit` (answered by the
+//! introspection cache) against `router/plain`; `router/layer_miss` (cache
+//! off: one introspection per request) against `http/round_trip`, one bare
+//! `reqwest` POST of the same form to the same endpoint.
+//!
 //! Run: `cargo bench --bench verify`. The printed summary gives the ratios.
 
 use std::hint::black_box;
@@ -25,7 +31,9 @@ use criterion::{Criterion, criterion_group};
 use futures_util::FutureExt;
 use http::{Request, header};
 use tokenguard::testing::TestIssuer;
-use tokenguard::{AccessTokenClaims, Algorithm, Claims, TokenGuard};
+use tokenguard::{
+    AccessTokenClaims, Algorithm, Claims, ClientAuth, IntrospectionConfig, TokenGuard,
+};
 use tower::ServiceExt;
 
 const AUD: &str = "https://api.example.com";
@@ -201,6 +209,90 @@ fn bench_threads(c: &mut Criterion, s: &Setup) {
     g.finish();
 }
 
+/// An introspection endpoint on loopback that calls every token active.
+async fn introspection_endpoint() -> String {
+    let answer = serde_json::json!({
+        "active": true,
+        "aud": AUD,
+        "sub": "u1",
+        "scope": "read:invoices",
+        "exp": tokenguard::NumericDate::now().as_secs() + 3600,
+        "token_type": "Bearer",
+    })
+    .to_string();
+    let app = Router::new().route(
+        "/introspect",
+        axum::routing::post(move || {
+            let answer = answer.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], answer) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+fn bench_introspection(c: &mut Criterion, issuer: &TestIssuer) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = rt.block_on(introspection_endpoint());
+    let config = || {
+        IntrospectionConfig::new(ClientAuth::client_secret_basic("api", "secret")).endpoint(&url)
+    };
+    let cached = issuer
+        .guard_builder(AUD)
+        .introspection(config())
+        .build()
+        .unwrap();
+    let uncached = issuer
+        .guard_builder(AUD)
+        .introspection(config().disable_cache())
+        .build()
+        .unwrap();
+    let token = "2YotnFZFEjr1zCsicMWpAA-opaque-token-of-43-chars";
+    let layer_cached = routes().layer(cached.layer());
+    let layer_uncached = routes().layer(uncached.layer());
+    let plain = plain_routes();
+    let async_call = |router: &Router| {
+        let status = rt.block_on(router.clone().oneshot(request(Some(token))));
+        assert_eq!(status.unwrap().status(), http::StatusCode::OK);
+    };
+    // Fills the cache.
+    async_call(&layer_cached);
+    assert_eq!(call(&layer_cached, Some(token)), http::StatusCode::OK);
+
+    let mut g = c.benchmark_group("introspection");
+    g.bench_function("router/plain", |b| b.iter(|| call(&plain, Some(token))));
+    g.bench_function("router/layer_cache_hit", |b| {
+        b.iter(|| call(&layer_cached, Some(token)))
+    });
+    g.bench_function("router/layer_miss", |b| {
+        b.iter(|| async_call(&layer_uncached))
+    });
+    let client = reqwest::Client::new();
+    let form = format!("token={token}&token_type_hint=access_token");
+    g.bench_function("http/round_trip", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let res = client
+                    .post(&url)
+                    .basic_auth("api", Some("secret"))
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(form.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                black_box(res.bytes().await.unwrap())
+            })
+        })
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let issuer = TestIssuer::new();
     let setups: Vec<Arc<Setup>> = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
@@ -211,6 +303,7 @@ fn benches(c: &mut Criterion) {
         bench_alg(c, s);
     }
     bench_threads(c, &setups[0]);
+    bench_introspection(c, &issuer);
 }
 
 criterion_group! {
@@ -265,6 +358,18 @@ fn summary() {
                 );
             }
         }
+    }
+    if let (Some(plain), Some(hit), Some(miss), Some(trip)) = (
+        mean("introspection", "router/plain"),
+        mean("introspection", "router/layer_cache_hit"),
+        mean("introspection", "router/layer_miss"),
+        mean("introspection", "http/round_trip"),
+    ) {
+        println!(
+            "introspection: cache hit adds {:.0} ns over the plain router ({plain:.0} ns) | a miss costs {miss:.0} ns = {:.2}x one loopback round trip ({trip:.0} ns)",
+            hit - plain,
+            miss / trip,
+        );
     }
     if let (Some(one), Some(two)) = (
         mean("threads", "layer_cached_x1"),

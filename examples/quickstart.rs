@@ -12,8 +12,12 @@
 //!
 //! With `ISSUER_URL=https://id.example.com AUDIENCE=https://api.example.com`
 //! it trusts that issuer instead, finding its keys through discovery, with the
-//! crate's strict defaults. `PORT` sets the port (default 3000); the server
-//! listens on 127.0.0.1 only.
+//! crate's strict defaults. Adding `INTROSPECTION_CLIENT_ID` and
+//! `INTROSPECTION_CLIENT_SECRET` makes it accept opaque tokens too, through
+//! the issuer's discovered `introspection_endpoint` (RFC 7662,
+//! `client_secret_basic`); `INTROSPECTION_CACHE_TTL_SECS` sets how long an
+//! answer is cached (the revocation delay, default 30). `PORT` sets the port
+//! (default 3000); the server listens on 127.0.0.1 only.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +28,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokenguard::testing::TestIssuerServer;
-use tokenguard::{AccessTokenClaims, Claims, RequireScope, TokenGuard, scopes};
+use tokenguard::{
+    AccessTokenClaims, Claims, ClientAuth, IntrospectionConfig, RequireScope, TokenGuard, scopes,
+};
 
 scopes! {
     /// List invoices.
@@ -81,6 +87,37 @@ fn fail(msg: impl std::fmt::Display) -> ! {
     std::process::exit(1);
 }
 
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+/// Introspection settings from `INTROSPECTION_*`, if any are set.
+fn introspection() -> Option<IntrospectionConfig> {
+    let ttl = var("INTROSPECTION_CACHE_TTL_SECS").map(|t| {
+        t.parse().map(Duration::from_secs).unwrap_or_else(|_| {
+            fail(format!(
+                "INTROSPECTION_CACHE_TTL_SECS={t:?} is not a number of seconds"
+            ))
+        })
+    });
+    match (
+        var("INTROSPECTION_CLIENT_ID"),
+        var("INTROSPECTION_CLIENT_SECRET"),
+    ) {
+        (Some(id), Some(secret)) => {
+            let config = IntrospectionConfig::new(ClientAuth::client_secret_basic(id, secret));
+            Some(match ttl {
+                Some(ttl) => config.max_ttl(ttl),
+                None => config,
+            })
+        }
+        (None, None) if ttl.is_none() => None,
+        _ => fail(
+            "set both INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET (and optionally INTROSPECTION_CACHE_TTL_SECS), or none",
+        ),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -97,17 +134,24 @@ async fn main() {
         Err(_) => 3000,
     };
 
-    let issuer_url = std::env::var("ISSUER_URL").ok().filter(|s| !s.is_empty());
-    let audience = std::env::var("AUDIENCE").ok().filter(|s| !s.is_empty());
-    let (guard, dev_issuer) = match (issuer_url, audience) {
+    let introspection = introspection();
+    let (guard, dev_issuer) = match (var("ISSUER_URL"), var("AUDIENCE")) {
         (Some(issuer), Some(audience)) => {
-            let guard = TokenGuard::builder()
-                .issuer(&issuer)
-                .audience(&audience)
-                .build()
-                .unwrap_or_else(|e| fail(e));
+            let builder = TokenGuard::builder().issuer(&issuer).audience(&audience);
+            let opaque = introspection.is_some();
+            let builder = match introspection {
+                Some(config) => builder.introspection(config),
+                None => builder,
+            };
+            let guard = builder.build().unwrap_or_else(|e| fail(e));
             println!("Trusting issuer {issuer} (keys through discovery) for audience {audience}.");
+            if opaque {
+                println!("Opaque tokens are introspected at the issuer's introspection_endpoint.");
+            }
             (guard, None)
+        }
+        (None, None) if introspection.is_some() => {
+            fail("introspection needs a real issuer: set ISSUER_URL and AUDIENCE too")
         }
         (None, None) => {
             let dev = TestIssuerServer::start()
