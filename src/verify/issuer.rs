@@ -33,6 +33,10 @@ impl Verifier for Arc<IssuerVerifier> {
         match &self.introspection {
             None => self.jwt.cached(token),
             Some(introspect) if introspect.introspect_jwts => introspect.cached(token),
+            // Only a token with two dots can be a JWT in the JWT cache.
+            Some(introspect) if token.iter().filter(|b| **b == b'.').count() != 2 => {
+                introspect.cached(token)
+            }
             Some(introspect) => self.jwt.cached(token).or_else(|| introspect.cached(token)),
         }
     }
