@@ -9,7 +9,9 @@
 //                           when missing. Without it, new keys every start.
 // --exit-with-stdin         exit when stdin closes (the test process went away)
 //
-// Prints `READY http://127.0.0.1:PORT` (the issuer) on stdout once listening.
+// Prints `RS_KEY <base64 of a PKCS#8 PEM>` (the private key of the
+// private_key_jwt resource-server client, new at every start), then
+// `READY http://127.0.0.1:PORT` (the issuer) on stdout once listening.
 // Only ever listens on 127.0.0.1.
 //
 // What it serves:
@@ -23,6 +25,23 @@
 //   per signing algorithm (RESOURCE_SERVERS), plus https://other.example.com;
 //   each grants `read:invoices write:invoices` (other requested scopes are
 //   silently dropped by oidc-provider);
+// - one resource whose access tokens are opaque (OPAQUE_RESOURCE), same
+//   scopes and lifetime: the resource server introspects them;
+// - token introspection (RFC 7662, /token/introspection) and revocation
+//   (RFC 7009, /token/revocation). oidc-provider introspects and revokes
+//   opaque tokens only: a JWT gets 400 `unsupported_token_type`;
+// - three clients for the resource server itself, with no grant and no
+//   response type (they only introspect), one per client authentication
+//   method:
+//     tokenguard-rs-basic  client_secret_basic, RS_BASIC_SECRET below
+//     tokenguard-rs-post   client_secret_post,  RS_POST_SECRET below
+//     tokenguard-rs-jwt    private_key_jwt (ES256), the public half of an EC
+//                          P-256 key generated at every start; its private
+//                          key is the `RS_KEY` line on stdout. The assertion's
+//                          `aud` may be the issuer, the token endpoint or the
+//                          introspection endpoint;
+// - GET /test/introspections: `{"count": N}`, the number of requests to the
+//   introspection endpoint since the start (any method, any outcome);
 // - a JWKS with two RSA keys, one per algorithm (`alg` RS256 and PS256: a
 //   key verifies exactly one algorithm, RFC 8725 §3.1), an EC P-256 key and
 //   an Ed25519 key.
@@ -39,6 +58,16 @@ const CLIENT_SECRET = 'tokenguard-interop-secret-0123456789abcdef';
 const REDIRECT_URI = 'https://client.example.com/callback';
 const SCOPE = 'read:invoices write:invoices';
 const ACCESS_TOKEN_TTL = 300;
+
+/** The resource servers' own clients: they introspect, nothing else. */
+const RS_BASIC_ID = 'tokenguard-rs-basic';
+const RS_BASIC_SECRET = 'tokenguard-rs-basic-secret-0123456789abcdef';
+const RS_POST_ID = 'tokenguard-rs-post';
+const RS_POST_SECRET = 'tokenguard-rs-post-secret-0123456789abcdef';
+const RS_JWT_ID = 'tokenguard-rs-jwt';
+
+/** The resource whose access tokens are opaque. */
+const OPAQUE_RESOURCE = 'https://api.example.com/opaque';
 
 /** Resource indicator → JWS algorithm of its access tokens. */
 const RESOURCE_SERVERS = {
@@ -118,7 +147,28 @@ const accounts = {
   },
 };
 
-function configuration(jwks) {
+/** The key pair of the private_key_jwt client, new at every start. */
+function generateRsKey() {
+  const { publicKey, privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return {
+    publicJwk: { ...publicKey.export({ format: 'jwk' }), alg: 'ES256', use: 'sig' },
+    privatePem: privateKey.export({ format: 'pem', type: 'pkcs8' }),
+  };
+}
+
+/** A client that only introspects: no grant, no response type. */
+function resourceServerClient(clientId, method, extra) {
+  return {
+    client_id: clientId,
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: method,
+    ...extra,
+  };
+}
+
+function configuration(jwks, rsKey) {
   return {
     clients: [
       {
@@ -129,6 +179,12 @@ function configuration(jwks) {
         redirect_uris: [REDIRECT_URI],
         token_endpoint_auth_method: 'client_secret_basic',
       },
+      resourceServerClient(RS_BASIC_ID, 'client_secret_basic', { client_secret: RS_BASIC_SECRET }),
+      resourceServerClient(RS_POST_ID, 'client_secret_post', { client_secret: RS_POST_SECRET }),
+      resourceServerClient(RS_JWT_ID, 'private_key_jwt', {
+        token_endpoint_auth_signing_alg: 'ES256',
+        jwks: { keys: [rsKey.publicJwk] },
+      }),
     ],
     jwks,
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
@@ -139,14 +195,22 @@ function configuration(jwks) {
       clientCredentials: { enabled: true },
       // The login and consent pages the tests drive to get an ID token.
       devInteractions: { enabled: true },
-      introspection: { enabled: false },
-      revocation: { enabled: false },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
         // No default: clients must name the resource they want a token for.
         defaultResource: async () => undefined,
         useGrantedResource: async () => false,
         async getResourceServerInfo(_ctx, resourceIndicator, _client) {
+          if (resourceIndicator === OPAQUE_RESOURCE) {
+            return {
+              scope: SCOPE,
+              audience: resourceIndicator,
+              accessTokenTTL: ACCESS_TOKEN_TTL,
+              accessTokenFormat: 'opaque',
+            };
+          }
           const alg = RESOURCE_SERVERS[resourceIndicator];
           if (!alg) throw new errors.InvalidTarget();
           return {
@@ -174,19 +238,41 @@ function configuration(jwks) {
   };
 }
 
+/**
+ * Counts the requests to the introspection endpoint and answers
+ * GET /test/introspections with the count.
+ */
+function introspectionCounter(provider) {
+  const path = new URL(provider.urlFor('introspection')).pathname;
+  let count = 0;
+  return async (ctx, next) => {
+    if (ctx.path === path) {
+      count += 1;
+    } else if (ctx.path === '/test/introspections' && ctx.method === 'GET') {
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = { count };
+      return;
+    }
+    await next();
+  };
+}
+
 const jwks = loadJwks();
+const rsKey = generateRsKey();
 const server = http.createServer();
 server.on('error', (err) => fail(`cannot listen on 127.0.0.1:${port}: ${err.message}`));
 server.listen(port, '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
   let provider;
   try {
-    provider = new Provider(issuer, configuration(jwks));
+    provider = new Provider(issuer, configuration(jwks, rsKey));
   } catch (err) {
     fail(`invalid configuration: ${err.stack}`);
   }
+  provider.use(introspectionCounter(provider));
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
   server.on('request', provider.callback());
+  console.log(`RS_KEY ${Buffer.from(rsKey.privatePem).toString('base64')}`);
   console.log(`READY ${issuer}`);
 });
 

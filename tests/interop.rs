@@ -29,7 +29,7 @@ use axum::body::Body;
 use axum::response::Response;
 use axum::routing::get;
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use reqwest::Url;
@@ -201,6 +201,9 @@ struct AuthServer {
     /// `http://127.0.0.1:PORT`, the issuer.
     issuer: String,
     port: u16,
+    /// The PKCS#8 PEM private key of the `private_key_jwt` client
+    /// `tokenguard-rs-jwt` (the `RS_KEY` line), new at every start.
+    rs_key_pem: String,
     child: Child,
     _stdin: ChildStdin,
     /// Everything the server printed, for failure messages.
@@ -247,10 +250,18 @@ impl AuthServer {
         let stdout = child.stdout.take().unwrap();
         let stdout_log = log.clone();
         std::thread::spawn(move || {
+            // `RS_KEY` comes before `READY`.
+            let mut rs_key = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(key) = line.strip_prefix("RS_KEY ") {
+                    rs_key = STANDARD
+                        .decode(key.trim())
+                        .ok()
+                        .and_then(|pem| String::from_utf8(pem).ok());
+                }
                 if let Some(url) = line.strip_prefix("READY ") {
-                    let _ = ready_tx.send(url.trim().to_owned());
+                    let _ = ready_tx.send((url.trim().to_owned(), rs_key.take()));
                 }
                 stdout_log.lock().unwrap().push(line);
             }
@@ -274,8 +285,8 @@ impl AuthServer {
                 log.lock().unwrap().join("\n")
             )
         };
-        let issuer = match ready_rx.recv_timeout(START_TIMEOUT) {
-            Ok(url) => url,
+        let (issuer, rs_key_pem) = match ready_rx.recv_timeout(START_TIMEOUT) {
+            Ok(ready) => ready,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 return Err(dump(
                     &mut child,
@@ -293,6 +304,12 @@ impl AuthServer {
         let Some(actual) = actual else {
             return Err(dump(&mut child, format!("unexpected issuer {issuer:?}")));
         };
+        let Some(rs_key_pem) = rs_key_pem else {
+            return Err(dump(
+                &mut child,
+                "no valid `RS_KEY <base64 PEM>` line before READY".into(),
+            ));
+        };
         if port != 0 && actual != port {
             return Err(dump(
                 &mut child,
@@ -302,6 +319,7 @@ impl AuthServer {
         Ok(Self {
             issuer,
             port: actual,
+            rs_key_pem,
             child,
             _stdin: stdin,
             log,
@@ -939,3 +957,7 @@ async fn cached_keys_keep_verifying_when_the_server_is_gone() {
         assert_ok(call(&app, "POST", token).await, "created").await;
     }
 }
+
+// A crate root: without `path`, `mod` would look for tests/introspection.rs.
+#[path = "interop/introspection.rs"]
+mod introspection;
