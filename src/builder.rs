@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use crate::challenge::{ChallengeConfig, ErrorBody, ErrorBodyRenderer};
+use crate::bind::dpop::{Dpop, DpopConfig};
+use crate::challenge::{ChallengeConfig, DpopChallenge, ErrorBody, ErrorBodyRenderer};
 use crate::claims::ScopeSource;
 use crate::credential::TokenSources;
 use crate::error::AuthError;
@@ -28,6 +29,7 @@ use crate::fetch::{FetchError, Fetcher, check_url, default_client};
 use crate::guard::{GuardInner, RequestSettings, TokenGuard};
 use crate::keys::remote::{RemoteConfig, RemoteKeys, RemoteSource};
 use crate::keys::{KeyError, KeyRules, KeySet, VerifyingKey};
+use crate::syntax::Scheme;
 use crate::verify::cache::{TokenCache, TokenCacheConfig};
 use crate::verify::introspect::config::Method;
 use crate::verify::introspect::{EndpointSource, IntrospectionConfig, Introspector};
@@ -147,6 +149,8 @@ pub enum BuildError {
     LeewayTooLarge(Duration),
     /// Two settings contradict each other.
     ConflictingSettings(String),
+    /// The DPoP settings cannot be used (public URL, algorithms).
+    InvalidDpopConfig(String),
 }
 
 impl fmt::Display for BuildError {
@@ -172,6 +176,7 @@ impl fmt::Display for BuildError {
                 "a leeway of {leeway:?} is longer than the {MAX_LEEWAY:?} allowed: fix the clocks instead"
             ),
             Self::ConflictingSettings(why) => f.write_str(why),
+            Self::InvalidDpopConfig(why) => write!(f, "invalid DPoP settings: {why}"),
         }
     }
 }
@@ -198,6 +203,7 @@ impl std::error::Error for BuildError {}
 /// | key and metadata fetches | 10 s timeout, at most 512 KiB ([`fetch_timeout`](Self::fetch_timeout), [`max_jwks_size`](Self::max_jwks_size)) |
 /// | verified-token cache | on ([`TokenCacheConfig::default`]) |
 /// | opaque tokens | refused: off until [`introspection`](Self::introspection) |
+/// | DPoP | off: DPoP-bound tokens refused until [`dpop`](Self::dpop) |
 #[must_use]
 pub struct TokenGuardBuilder {
     issuer: Option<String>,
@@ -223,6 +229,7 @@ pub struct TokenGuardBuilder {
     max_jwks_bytes: usize,
     token_cache: Option<TokenCacheConfig>,
     introspection: Option<IntrospectionConfig>,
+    dpop: Option<DpopConfig>,
 }
 
 /// The defaults, written once: the builder starts from them, and the table
@@ -264,6 +271,7 @@ impl Default for TokenGuardBuilder {
             max_jwks_bytes: defaults::MAX_DOCUMENT_SIZE,
             token_cache: Some(TokenCacheConfig::default()),
             introspection: None,
+            dpop: None,
         }
     }
 }
@@ -508,6 +516,16 @@ impl TokenGuardBuilder {
         self
     }
 
+    /// Accept DPoP-bound access tokens (RFC 9449): `Authorization: DPoP`
+    /// with a proof in the `DPoP` header, checked on every request. Without
+    /// this, tokens bound to a key (`cnf.jkt`) are refused, and only
+    /// `Bearer` is read. Unbound tokens stay accepted as `Bearer` unless
+    /// [`DpopConfig::required`].
+    pub fn dpop(mut self, config: DpopConfig) -> Self {
+        self.dpop = Some(config);
+        self
+    }
+
     /// Accept tokens for any audience. Only for a resource server that is
     /// the sole audience of its issuer: otherwise tokens minted for other
     /// services are accepted here too.
@@ -570,10 +588,24 @@ impl TokenGuardBuilder {
         if realm.is_empty() || !realm.chars().all(crate::syntax::is_scope_char_or_space) {
             return Err(BuildError::InvalidRealm);
         }
+        let dpop = match self.dpop {
+            Some(config) => Some(Arc::new(
+                Dpop::new(config).map_err(|e| BuildError::InvalidDpopConfig(e.0))?,
+            )),
+            None => None,
+        };
         let challenge = Arc::new(ChallengeConfig {
             realm: realm.into(),
             render: self.render,
+            dpop: dpop.as_ref().map(|d| DpopChallenge {
+                algs: d.algs.clone(),
+                bearer: !d.required,
+            }),
+            used: Scheme::Bearer,
         });
+        let dpop_challenge = Arc::new(challenge.for_scheme(Scheme::Dpop));
+        let mut sources = self.sources;
+        sources.dpop = dpop.is_some();
         let policy = Policy {
             issuer: if self.skip_issuer {
                 None
@@ -674,9 +706,11 @@ impl TokenGuardBuilder {
                 verifier: Box::new(verifier.clone()),
                 issuers: vec![verifier],
                 request: RequestSettings {
-                    sources: self.sources,
+                    sources,
                     max_token_len: policy.max_token_len,
                     challenge,
+                    dpop_challenge,
+                    dpop,
                 },
             }),
         })
@@ -787,6 +821,7 @@ mod tests {
         assert!(fetch.contains(&format!("at most {} KiB", b.max_jwks_bytes / 1024)));
         assert!(b.token_cache.is_some() && row("verified-token cache").contains("on"));
         assert!(b.introspection.is_none() && row("opaque tokens").contains("off"));
+        assert!(b.dpop.is_none() && row("DPoP").contains("off"));
         assert_eq!(b.algorithms, DEFAULT_ALGORITHMS);
         assert!(!b.allow_untyped && row("`typ`").contains("`at+jwt` required"));
         assert!(

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use http::{HeaderMap, Uri, header};
 
 use crate::error::{AuthError, InvalidRequest, InvalidToken};
-use crate::syntax::is_token68;
+use crate::syntax::{Scheme, is_token68};
 
 /// Where the guard looks for the access token. The `Authorization` header is
 /// always read; the others only when enabled.
@@ -33,6 +33,8 @@ pub struct TokenSources {
     pub query: bool,
     /// Read the cookie of this name.
     pub cookie: Option<String>,
+    /// Accept `Authorization: DPoP` too (set by the builder when DPoP is on).
+    pub(crate) dpop: bool,
 }
 
 impl TokenSources {
@@ -52,16 +54,20 @@ impl TokenSources {
 /// Parses one `Authorization` header value. `Ok(None)` when the scheme is not
 /// `Bearer` (a request without bearer credentials).
 pub fn parse_authorization(value: &[u8], max_len: usize) -> Result<Option<&str>, AuthError> {
-    match split_authorization(value, max_len)? {
-        Some(token) => check_token68(token).map(Some),
+    match split_authorization(value, max_len, false)? {
+        Some((_, token)) => check_token68(token).map(Some),
         None => Ok(None),
     }
 }
 
-/// The token of a `Bearer` header value, its syntax not yet checked beyond
-/// the scheme, the separator and the size.
-fn split_authorization(value: &[u8], max_len: usize) -> Result<Option<&[u8]>, AuthError> {
-    const SCHEME: &[u8] = b"bearer";
+/// The scheme and token of a `Bearer` (or, when `dpop`, `DPoP`) header
+/// value, its syntax not yet checked beyond the scheme, the separator and
+/// the size.
+fn split_authorization(
+    value: &[u8],
+    max_len: usize,
+    dpop: bool,
+) -> Result<Option<(Scheme, &[u8])>, AuthError> {
     let malformed = || AuthError::invalid_request(InvalidRequest::MalformedCredentials);
     // Whitespace around a field value is not part of it (RFC 9110 §5.5).
     let value = value.trim_ascii();
@@ -70,10 +76,14 @@ fn split_authorization(value: &[u8], max_len: usize) -> Result<Option<&[u8]>, Au
         .position(|&b| b == b' ' || b == b'\t')
         .unwrap_or(value.len());
     let (scheme, rest) = value.split_at_checked(scheme_len).unwrap_or((value, b""));
-    if !scheme.eq_ignore_ascii_case(SCHEME) {
+    let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
+        Scheme::Bearer
+    } else if dpop && scheme.eq_ignore_ascii_case(b"dpop") {
+        Scheme::Dpop
+    } else {
         return Ok(None);
-    }
-    // `Bearer` 1*SP token68 (RFC 6750 §2.1).
+    };
+    // `Bearer` 1*SP token68 (RFC 6750 §2.1); `DPoP` likewise (RFC 9449 §7.1).
     let token = trim_spaces(rest);
     if token.len() == rest.len() || token.is_empty() {
         // `Bearer` alone, or `Bearer\t…`.
@@ -82,7 +92,7 @@ fn split_authorization(value: &[u8], max_len: usize) -> Result<Option<&[u8]>, Au
     if token.len() > max_len {
         return Err(AuthError::invalid_token(InvalidToken::TooLarge));
     }
-    Ok(Some(token))
+    Ok(Some((scheme, token)))
 }
 
 /// Checks that `token` is a token68 (400 `invalid_request` otherwise).
@@ -107,6 +117,7 @@ pub(crate) struct Found<'a> {
     /// Whether it came in the URI query (RFC 6750 §2.3: the response must
     /// then be `Cache-Control: private`).
     in_query: bool,
+    scheme: Scheme,
 }
 
 impl std::fmt::Debug for Found<'_> {
@@ -128,6 +139,11 @@ impl<'a> Found<'a> {
     /// Whether the token came in the URI query.
     pub(crate) fn in_query(&self) -> bool {
         self.in_query
+    }
+
+    /// The scheme it was presented with.
+    pub(crate) fn scheme(&self) -> Scheme {
+        self.scheme
     }
 
     /// The token, its token68 syntax checked.
@@ -156,7 +172,7 @@ pub(crate) fn extract<'a>(
     max_len: usize,
 ) -> Result<Option<Found<'a>>, AuthError> {
     let mut found: Option<Found<'a>> = None;
-    let mut put = |bytes: Cow<'a, [u8]>, checked: bool, in_query: bool| {
+    let mut put = |bytes: Cow<'a, [u8]>, checked: bool, in_query: bool, scheme: Scheme| {
         if found.is_some() {
             return Err(AuthError::invalid_request(
                 InvalidRequest::SeveralCredentials,
@@ -166,6 +182,7 @@ pub(crate) fn extract<'a>(
             bytes,
             checked,
             in_query,
+            scheme,
         });
         Ok(())
     };
@@ -177,8 +194,9 @@ pub(crate) fn extract<'a>(
                 InvalidRequest::SeveralAuthorizationHeaders,
             ));
         }
-        if let Some(token) = split_authorization(value.as_bytes(), max_len)? {
-            put(Cow::Borrowed(token), false, false)?;
+        if let Some((scheme, token)) = split_authorization(value.as_bytes(), max_len, sources.dpop)?
+        {
+            put(Cow::Borrowed(token), false, false, scheme)?;
         }
     }
 
@@ -192,6 +210,7 @@ pub(crate) fn extract<'a>(
                     Cow::Owned(decode_param(value, max_len, true)?.into_bytes()),
                     true,
                     true,
+                    Scheme::Bearer,
                 )?;
             }
         }
@@ -217,6 +236,7 @@ pub(crate) fn extract<'a>(
                     Cow::Owned(decode_param(v, max_len, false)?.into_bytes()),
                     true,
                     false,
+                    Scheme::Bearer,
                 )?;
             }
         }
@@ -224,7 +244,7 @@ pub(crate) fn extract<'a>(
     // Put there by the form layer, which is the opt-in for body tokens.
     if let Some(FormToken(token)) = extensions.get::<FormToken>() {
         let token = token.as_ref().map_err(Clone::clone)?;
-        put(Cow::Borrowed(token.as_bytes()), true, false)?;
+        put(Cow::Borrowed(token.as_bytes()), true, false, Scheme::Bearer)?;
     }
     Ok(found)
 }

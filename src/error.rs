@@ -69,6 +69,21 @@ pub enum AuthErrorKind {
         /// When the client may retry.
         retry_after: Duration,
     },
+    /// The DPoP proof is missing or invalid (401 `invalid_dpop_proof`,
+    /// RFC 9449 §7.1).
+    InvalidDpopProof(InvalidProof),
+    /// The DPoP proof lacks a valid server nonce: retry with `nonce`, which
+    /// the response carries in `DPoP-Nonce` (401 `use_dpop_nonce`, RFC 9449 §9).
+    UseDpopNonce {
+        /// The nonce to put in the next proof.
+        nonce: String,
+    },
+    /// The DPoP replay store could not answer (503): without it, a replayed
+    /// proof cannot be told from a fresh one.
+    ReplayCheckUnavailable {
+        /// When the client may retry.
+        retry_after: Duration,
+    },
     /// The server is misconfigured, e.g. an extractor is used on a route that
     /// the guard's layer does not cover (500).
     Misconfigured(&'static str),
@@ -128,6 +143,77 @@ pub enum InvalidToken {
     /// The authorization server says the token is not active: revoked,
     /// expired or never issued (RFC 7662 §2.2).
     Inactive,
+    /// Presented with the `DPoP` scheme, but not bound to a DPoP key
+    /// (no `cnf.jkt`).
+    NotDpopBound,
+    /// Bound to another key than the one that signed the DPoP proof
+    /// (RFC 9449 §7.1: `cnf.jkt` is not the proof key's thumbprint).
+    DpopKeyMismatch,
+    /// This resource accepts only DPoP-bound tokens with a proof, and the
+    /// token was presented as a bearer token.
+    DpopRequired,
+}
+
+/// Why a DPoP proof was refused (401 `invalid_dpop_proof`, RFC 9449 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidProof {
+    /// The `DPoP` scheme was used without a `DPoP` header.
+    Missing,
+    /// More than one `DPoP` header, or several proofs in one.
+    Several,
+    /// Not a compact JWS with JSON header and claims of the right types.
+    Malformed,
+    /// Larger than the limit.
+    TooLarge,
+    /// `typ` is not `dpop+jwt`.
+    WrongType,
+    /// `alg` is not an accepted asymmetric algorithm.
+    UnsupportedAlgorithm,
+    /// The `jwk` holds private key material.
+    PrivateKey,
+    /// The `jwk` is not a usable public key for `alg`.
+    InvalidKey,
+    /// The signature does not verify with the `jwk`.
+    BadSignature,
+    /// `htm` is not the request's method.
+    WrongMethod,
+    /// `htu` is not the request's URI.
+    WrongUri,
+    /// `iat` is too far in the future.
+    IssuedInTheFuture,
+    /// `iat` is too old.
+    Expired,
+    /// `jti` is missing, empty or too long.
+    InvalidJti,
+    /// `ath` is missing or not the hash of the access token.
+    WrongTokenHash,
+    /// The proof was used before.
+    Replayed,
+}
+
+impl InvalidProof {
+    /// A short, fixed description, safe to send to the client.
+    pub fn description(&self) -> &'static str {
+        match self {
+            Self::Missing => "A DPoP proof is required",
+            Self::Several => "More than one DPoP proof",
+            Self::Malformed => "The DPoP proof is malformed",
+            Self::TooLarge => "The DPoP proof is too large",
+            Self::WrongType => "The DPoP proof is not typed dpop+jwt",
+            Self::UnsupportedAlgorithm => "The DPoP proof algorithm is not accepted",
+            Self::PrivateKey => "The DPoP proof key holds private key material",
+            Self::InvalidKey => "The DPoP proof key is invalid",
+            Self::BadSignature => "The DPoP proof signature is invalid",
+            Self::WrongMethod => "The DPoP proof is for another HTTP method",
+            Self::WrongUri => "The DPoP proof is for another URI",
+            Self::IssuedInTheFuture => "The DPoP proof was issued in the future",
+            Self::Expired => "The DPoP proof is too old",
+            Self::InvalidJti => "The DPoP proof has no valid jti",
+            Self::WrongTokenHash => "The DPoP proof is for another access token",
+            Self::Replayed => "The DPoP proof was used before",
+        }
+    }
 }
 
 impl InvalidToken {
@@ -153,6 +239,9 @@ impl InvalidToken {
                 "The access token is bound to a key and cannot be used as a bearer token"
             }
             Self::Inactive => "The access token is not active",
+            Self::NotDpopBound => "The access token is not bound to a DPoP key",
+            Self::DpopKeyMismatch => "The access token is bound to another key",
+            Self::DpopRequired => "The access token must be presented with a DPoP proof",
         }
     }
 }
@@ -210,9 +299,15 @@ impl AuthError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self.kind {
             AuthErrorKind::KeysUnavailable { retry_after }
-            | AuthErrorKind::IntrospectionUnavailable { retry_after } => Some(retry_after),
+            | AuthErrorKind::IntrospectionUnavailable { retry_after }
+            | AuthErrorKind::ReplayCheckUnavailable { retry_after } => Some(retry_after),
             _ => None,
         }
+    }
+
+    /// A refused DPoP proof.
+    pub fn invalid_dpop_proof(reason: InvalidProof) -> Self {
+        Self::new(AuthErrorKind::InvalidDpopProof(reason))
     }
 
     /// What went wrong.
@@ -223,13 +318,15 @@ impl AuthError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self.kind {
-            AuthErrorKind::MissingToken | AuthErrorKind::InvalidToken(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            AuthErrorKind::MissingToken
+            | AuthErrorKind::InvalidToken(_)
+            | AuthErrorKind::InvalidDpopProof(_)
+            | AuthErrorKind::UseDpopNonce { .. } => StatusCode::UNAUTHORIZED,
             AuthErrorKind::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             AuthErrorKind::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             AuthErrorKind::KeysUnavailable { .. }
-            | AuthErrorKind::IntrospectionUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | AuthErrorKind::IntrospectionUnavailable { .. }
+            | AuthErrorKind::ReplayCheckUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AuthErrorKind::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -240,6 +337,8 @@ impl AuthError {
             AuthErrorKind::InvalidRequest(_) => Some("invalid_request"),
             AuthErrorKind::InvalidToken(_) => Some("invalid_token"),
             AuthErrorKind::InsufficientScope { .. } => Some("insufficient_scope"),
+            AuthErrorKind::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
+            AuthErrorKind::UseDpopNonce { .. } => Some("use_dpop_nonce"),
             _ => None,
         }
     }
@@ -258,6 +357,11 @@ impl AuthError {
             }
             AuthErrorKind::IntrospectionUnavailable { .. } => {
                 "The access token cannot be checked right now; try again later"
+            }
+            AuthErrorKind::InvalidDpopProof(r) => r.description(),
+            AuthErrorKind::UseDpopNonce { .. } => "Resend the request with the DPoP nonce given",
+            AuthErrorKind::ReplayCheckUnavailable { .. } => {
+                "The DPoP proof cannot be checked right now; try again later"
             }
             AuthErrorKind::Misconfigured(_) => "Internal server error",
         }

@@ -14,12 +14,14 @@
 //! ```
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use http::Request;
 
+use crate::bind::dpop::{Dpop, Presented};
+use crate::bind::{Bound, Extra};
 use crate::challenge::ChallengeConfig;
 use crate::claims::AccessToken;
 use crate::credential::{self, TokenSources};
@@ -27,9 +29,10 @@ use crate::error::AuthError;
 use crate::extensions::GuardContext;
 use crate::keys::KeySetStatus;
 use crate::keys::remote::RefreshError;
+use crate::syntax::Scheme;
 use crate::verify::issuer::IssuerVerifier;
 use crate::verify::jwt::KeySource;
-use crate::verify::{Verification, Verifier, VerifyResult};
+use crate::verify::{Verification, Verifier};
 
 /// Verifies access tokens. Cheap to clone; build one per issuer with
 /// [`TokenGuard::builder`] and turn it into a tower layer with
@@ -59,14 +62,21 @@ pub(crate) struct GuardInner {
 }
 
 /// The request-level settings: where the token is looked for, how large it
-/// may be, and how every refusal is rendered. One set per guard; a
+/// may be, DPoP, and how every refusal is rendered. One set per guard; a
 /// [`multi_issuer`](TokenGuard::multi_issuer) guard has the first guard's.
 #[derive(Clone)]
 pub(crate) struct RequestSettings {
     pub(crate) sources: TokenSources,
     pub(crate) max_token_len: usize,
+    /// For refusals of `Bearer` requests (and requests without a token).
     pub(crate) challenge: Arc<ChallengeConfig>,
+    /// For refusals of `DPoP` requests.
+    pub(crate) dpop_challenge: Arc<ChallengeConfig>,
+    pub(crate) dpop: Option<Arc<Dpop>>,
 }
+
+/// A verified token whose binding passed, and what it adds to the response.
+pub(crate) type Admission = Result<(Arc<AccessToken>, Extra), AuthError>;
 
 impl fmt::Debug for TokenGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -97,13 +107,21 @@ impl TokenGuard {
             Verification::Pending(fut) => fut.await,
         }?;
         // Without a request there is no proof: a bound token is refused.
-        crate::bind::check::<()>(&token, None)?;
-        Ok(token)
+        match crate::bind::check(
+            &token,
+            Scheme::Bearer,
+            None,
+            self.inner.request.dpop.as_deref(),
+        ) {
+            Bound::Done(result) => result.map(|_| token),
+            Bound::Pending(record) => record.await.map(|_| token),
+        }
     }
 
     /// The decision for one request, in request order: find the credential →
-    /// the verified-token cache, or verification → [`admit`](Self::admit).
-    /// Every path goes through `admit`, cache hits included.
+    /// the verified-token cache, or verification → [`bind`](Self::bind) →
+    /// [`admit`](Self::admit). Every path binds and admits, cache hits
+    /// included.
     pub(crate) fn authenticate<B>(&self, req: &mut Request<B>, optional: bool) -> Outcome {
         let inner = &*self.inner;
         let found = credential::extract(
@@ -114,17 +132,25 @@ impl TokenGuard {
             inner.request.max_token_len,
         );
         let found = match found {
-            Err(e) => return Outcome::Refuse(e),
+            Err(e) => return Outcome::Refuse(e, Scheme::Bearer),
             Ok(None) if optional => {
                 // No token: extractors still need the challenge settings.
                 req.extensions_mut()
                     .insert(GuardContext(inner.request.challenge.clone()));
-                return Outcome::Pass { private: false };
+                return Outcome::Pass {
+                    private: false,
+                    extra: Extra::default(),
+                };
             }
-            Ok(None) => return Outcome::Refuse(AuthError::missing_token()),
+            Ok(None) => return Outcome::Refuse(AuthError::missing_token(), Scheme::Bearer),
             Ok(Some(found)) => found,
         };
         let private = found.in_query();
+        let scheme = found.scheme();
+        // What the binding step needs from the request, taken now: it may
+        // run after the request has moved on.
+        let presented = (scheme == Scheme::Dpop)
+            .then(|| Presented::new(req.headers(), req.method(), req.uri().path(), found.bytes()));
         // The hot path: exactly a token verified before. Its syntax was
         // checked then, so nothing else is needed before binding.
         let verification = match inner.verifier.cached(found.bytes()) {
@@ -134,33 +160,56 @@ impl TokenGuard {
                 Err(e) => Verification::Done(Err(e)),
             },
         };
-        match verification {
-            Verification::Done(verified) => match self.admit(req, verified) {
-                Ok(()) => Outcome::Pass { private },
-                Err(e) => Outcome::Refuse(e),
+        let admission = match verification {
+            Verification::Done(Err(e)) => return Outcome::Refuse(e, scheme),
+            Verification::Done(Ok(token)) => match self.bind(&token, scheme, presented.as_ref()) {
+                Bound::Done(Ok(extra)) => {
+                    self.admit(req, token, scheme);
+                    return Outcome::Pass { private, extra };
+                }
+                Bound::Done(Err(e)) => return Outcome::Refuse(e, scheme),
+                Bound::Pending(record) => record.map(|r| r.map(|extra| (token, extra))).boxed(),
             },
-            Verification::Pending(verify) => Outcome::Pending { verify, private },
+            Verification::Pending(verify) => {
+                let this = self.clone();
+                async move {
+                    let token = verify.await?;
+                    let extra = match this.bind(&token, scheme, presented.as_ref()) {
+                        Bound::Done(result) => result?,
+                        Bound::Pending(record) => record.await?,
+                    };
+                    Ok((token, extra))
+                }
+                .boxed()
+            }
+        };
+        Outcome::Pending {
+            admission,
+            scheme,
+            private,
         }
     }
 
-    /// The last steps of every authenticated request: the binding check, then
-    /// the extensions (the token and the challenge settings).
-    pub(crate) fn admit<B>(
-        &self,
-        req: &mut Request<B>,
-        verified: VerifyResult,
-    ) -> Result<(), AuthError> {
-        let token = verified?;
-        crate::bind::check(&token, Some(req))?;
-        let ext = req.extensions_mut();
-        ext.insert(token);
-        ext.insert(GuardContext(self.inner.request.challenge.clone()));
-        Ok(())
+    /// The binding step (`bind`) with this guard's settings.
+    fn bind(&self, token: &AccessToken, scheme: Scheme, presented: Option<&Presented>) -> Bound {
+        crate::bind::check(token, scheme, presented, self.inner.request.dpop.as_deref())
     }
 
-    /// The challenge settings of every refusal this guard answers.
-    pub(crate) fn challenge_config(&self) -> &Arc<ChallengeConfig> {
-        &self.inner.request.challenge
+    /// The last step of every authenticated request: the extensions (the
+    /// token and the challenge settings for the scheme it came with).
+    pub(crate) fn admit<B>(&self, req: &mut Request<B>, token: Arc<AccessToken>, scheme: Scheme) {
+        let challenge = self.challenge_config(scheme).clone();
+        let ext = req.extensions_mut();
+        ext.insert(token);
+        ext.insert(GuardContext(challenge));
+    }
+
+    /// The challenge settings of refusals of requests made with `scheme`.
+    pub(crate) fn challenge_config(&self, scheme: Scheme) -> &Arc<ChallengeConfig> {
+        match scheme {
+            Scheme::Bearer => &self.inner.request.challenge,
+            Scheme::Dpop => &self.inner.request.dpop_challenge,
+        }
     }
 
     /// Loads remote keys (and discovers the introspection endpoint) now, so
@@ -229,13 +278,16 @@ impl TokenGuard {
 /// What [`TokenGuard::authenticate`] decided.
 pub(crate) enum Outcome {
     /// Let the request through (`private`: the response must be
-    /// `Cache-Control: private`, RFC 6750 §2.3).
-    Pass { private: bool },
-    /// Answer with this refusal.
-    Refuse(AuthError),
-    /// Keys are being fetched; [`TokenGuard::admit`] the result.
+    /// `Cache-Control: private`, RFC 6750 §2.3; `extra`: headers the
+    /// binding adds).
+    Pass { private: bool, extra: Extra },
+    /// Answer with this refusal of a request made with this scheme.
+    Refuse(AuthError, Scheme),
+    /// Keys, introspection or the replay store are being waited for;
+    /// [`TokenGuard::admit`] the result.
     Pending {
-        verify: Pin<Box<dyn Future<Output = VerifyResult> + Send>>,
+        admission: BoxFuture<'static, Admission>,
+        scheme: Scheme,
         private: bool,
     },
 }
@@ -285,7 +337,7 @@ mod tests {
         assert!(guard.inner.verifier.cached(token.as_bytes()).is_none());
         for _ in 0..2 {
             match guard.authenticate(&mut request(&token), false) {
-                Outcome::Refuse(e) => assert_eq!(e.kind(), &bound),
+                Outcome::Refuse(e, _) => assert_eq!(e.kind(), &bound),
                 _ => panic!("a bound token was let through"),
             }
             // Verified (and cached) before the binding step refused it.
@@ -297,7 +349,7 @@ mod tests {
             let mut req = request(&plain);
             assert!(matches!(
                 guard.authenticate(&mut req, false),
-                Outcome::Pass { private: false }
+                Outcome::Pass { private: false, .. }
             ));
             assert!(req.extensions().get::<Arc<AccessToken>>().is_some());
             assert!(req.extensions().get::<GuardContext>().is_some());

@@ -37,10 +37,13 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::challenge::ChallengeBody;
-use crate::guard::{Outcome, TokenGuard};
+use futures_util::future::BoxFuture;
+
+use crate::bind::Extra;
+use crate::challenge::{ChallengeBody, DPOP_NONCE};
+use crate::guard::{Admission, Outcome, TokenGuard};
 use crate::observe::reject;
-use crate::verify::VerifyResult;
+use crate::syntax::Scheme;
 
 /// RFC 6750 §2.3: a response to a request authenticated by a URI query token
 /// must not be stored by shared caches.
@@ -137,22 +140,28 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let state = match self.guard.authenticate(&mut req, self.optional) {
-            Outcome::Pass { private } => State::Inner {
+            Outcome::Pass { private, extra } => State::Inner {
                 fut: self.inner.call(req),
                 private,
+                extra,
             },
-            Outcome::Refuse(e) => State::Rejected {
-                resp: Some(reject(&e, self.guard.challenge_config())),
+            Outcome::Refuse(e, scheme) => State::Rejected {
+                resp: Some(reject(&e, self.guard.challenge_config(scheme))),
             },
-            Outcome::Pending { verify, private } => {
+            Outcome::Pending {
+                admission,
+                scheme,
+                private,
+            } => {
                 // `poll_ready` was called on `self.inner`, so that instance is
                 // the one allowed to take this request: it goes into the
                 // future, and a fresh clone stays for the next `poll_ready`.
                 let clone = self.inner.clone();
                 State::Verifying {
-                    verify,
+                    admission,
                     pending: Some((req, std::mem::replace(&mut self.inner, clone))),
                     guard: self.guard.clone(),
+                    scheme,
                     private,
                 }
             }
@@ -179,15 +188,17 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         Verifying {
-            verify: Pin<Box<dyn Future<Output = VerifyResult> + Send>>,
+            admission: BoxFuture<'static, Admission>,
             pending: Option<(Request<ReqBody>, S)>,
             guard: TokenGuard,
+            scheme: Scheme,
             private: bool,
         },
         Inner {
             #[pin]
             fut: S::Future,
             private: bool,
+            extra: Extra,
         },
         Rejected {
             resp: Option<S::Response>,
@@ -208,32 +219,50 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Verifying {
-                    verify,
+                    admission,
                     pending,
                     guard,
+                    scheme,
                     private,
                 } => {
-                    let verified = ready!(verify.as_mut().poll(cx));
-                    let private = *private;
+                    let admitted = ready!(admission.as_mut().poll(cx));
+                    let (private, scheme) = (*private, *scheme);
                     let Some((mut req, mut svc)) = pending.take() else {
                         this.state.set(State::Done);
                         continue;
                     };
-                    match guard.admit(&mut req, verified) {
-                        Ok(()) => {
+                    match admitted {
+                        Ok((token, extra)) => {
+                            guard.admit(&mut req, token, scheme);
                             let fut = svc.call(req);
-                            this.state.set(State::Inner { fut, private });
+                            this.state.set(State::Inner {
+                                fut,
+                                private,
+                                extra,
+                            });
                         }
                         Err(e) => {
-                            let resp = reject(&e, guard.challenge_config());
+                            let resp = reject(&e, guard.challenge_config(scheme));
                             this.state.set(State::Rejected { resp: Some(resp) });
                         }
                     }
                 }
-                StateProj::Inner { fut, private } => {
+                StateProj::Inner {
+                    fut,
+                    private,
+                    extra,
+                } => {
                     let mut result = ready!(fut.poll(cx));
-                    if *private && let Ok(resp) = &mut result {
-                        mark_private(resp.headers_mut());
+                    if let Ok(resp) = &mut result {
+                        if *private {
+                            mark_private(resp.headers_mut());
+                        }
+                        // RFC 9449 §8.2: a fresh nonce before the current expires.
+                        if let Some(nonce) = extra.nonce.take()
+                            && let Ok(value) = HeaderValue::try_from(nonce)
+                        {
+                            resp.headers_mut().insert(DPOP_NONCE.clone(), value);
+                        }
                     }
                     return Poll::Ready(result);
                 }

@@ -116,11 +116,15 @@ pub mod testing;
 mod verify;
 
 pub use authorize::{RequireScopeFuture, RequireScopeLayer, RequireScopeService, require_scope};
+pub use bind::dpop::{
+    DpopConfig, MemoryReplayStore, NonceConfig, ReplayFuture, ReplayKey, ReplayStore,
+    ReplayStoreError, Seen, WeakSecret,
+};
 pub use builder::{BuildError, DEFAULT_ALGORITHMS, MAX_LEEWAY, TokenGuardBuilder};
 pub use challenge::{ChallengeBody, ErrorBody, ErrorBodyRenderer};
 pub use claims::{AccessToken, AccessTokenClaims, Audience, NumericDate, ScopeSource};
 pub use credential::TokenSources;
-pub use error::{AuthError, AuthErrorKind, InvalidRequest, InvalidToken};
+pub use error::{AuthError, AuthErrorKind, InvalidProof, InvalidRequest, InvalidToken};
 #[cfg(feature = "axum")]
 pub use extract::{AuthRejection, Claims, RequireScope, Token};
 #[cfg(feature = "axum")]

@@ -70,3 +70,13 @@ pub(crate) fn is_b64url(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
+
+/// The authentication scheme a token was presented with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Scheme {
+    /// `Bearer` (RFC 6750), or a token from the query, a cookie or a form.
+    #[default]
+    Bearer,
+    /// `DPoP` (RFC 9449 §7.1).
+    Dpop,
+}

@@ -258,6 +258,12 @@ pub struct TokenBuilder {
 }
 
 impl TokenBuilder {
+    /// Binds the token to `key` (`cnf.jkt`, RFC 9449 §6.1): it is then
+    /// accepted only with DPoP proofs signed by that key.
+    pub fn dpop_bound(self, key: &DpopKey) -> Self {
+        self.claim("cnf", json!({ "jkt": key.thumbprint() }))
+    }
+
     /// Sets any claim.
     pub fn claim(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.claims.insert(name.into(), value.into());
@@ -627,5 +633,165 @@ impl TestIssuerServer {
         TokenGuard::builder()
             .issuer(self.url.clone())
             .audience(audience)
+    }
+}
+
+/// A DPoP client key (P-256, ES256) that makes proofs (RFC 9449 §4), for
+/// tests of DPoP-protected APIs.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use tokenguard::{DpopConfig, testing::{DpopKey, TestIssuer}};
+/// let issuer = TestIssuer::new();
+/// let guard = issuer
+///     .guard_builder("https://api")
+///     .dpop(DpopConfig::new("https://api.example.com"))
+///     .build()
+///     .unwrap();
+/// let key = DpopKey::new();
+/// let token = issuer.token().audience("https://api").dpop_bound(&key).mint();
+/// let proof = key.proof("GET", "https://api.example.com/invoices", &token);
+/// let req = http::Request::get("/invoices")
+///     .header("authorization", format!("DPoP {token}"))
+///     .header("dpop", proof)
+///     .body(axum::body::Body::empty())
+///     .unwrap();
+/// let app = axum::Router::new()
+///     .route("/invoices", axum::routing::get(|| async { "[]" }))
+///     .layer(guard.layer());
+/// use tower::ServiceExt;
+/// assert_eq!(app.oneshot(req).await.unwrap().status(), 200);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct DpopKey {
+    key: Arc<EcdsaKeyPair>,
+}
+
+impl std::fmt::Debug for DpopKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpopKey")
+            .field("thumbprint", &self.thumbprint())
+            .finish()
+    }
+}
+
+impl Default for DpopKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DpopKey {
+    /// A new P-256 key.
+    pub fn new() -> Self {
+        Self {
+            key: Arc::new(
+                EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING).expect("P-256 key"),
+            ),
+        }
+    }
+
+    /// The public JWK (what a proof's header carries).
+    pub fn jwk(&self) -> Value {
+        let p = self.key.public_key().as_ref();
+        json!({"kty": "EC", "crv": "P-256", "x": b64(&p[1..33]), "y": b64(&p[33..65])})
+    }
+
+    /// The RFC 7638 thumbprint of the key (a bound token's `cnf.jkt`).
+    pub fn thumbprint(&self) -> String {
+        let jwk = self.jwk();
+        let canonical = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            jwk["x"].as_str().expect("x"),
+            jwk["y"].as_str().expect("y")
+        );
+        b64(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            canonical.as_bytes(),
+        ))
+    }
+
+    /// A fresh proof for `method` on `url`, presenting `access_token`.
+    pub fn proof(&self, method: &str, url: &str, access_token: &str) -> String {
+        self.proof_builder(method, url, access_token).sign()
+    }
+
+    /// A proof to adjust before signing.
+    pub fn proof_builder(&self, method: &str, url: &str, access_token: &str) -> ProofBuilder {
+        let mut jti = [0u8; 16];
+        SystemRandom::new()
+            .fill(&mut jti)
+            .expect("system randomness");
+        let ath = b64(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            access_token.as_bytes(),
+        ));
+        let claims = Map::from_iter([
+            ("jti".to_owned(), Value::from(b64(jti))),
+            ("htm".to_owned(), Value::from(method)),
+            ("htu".to_owned(), Value::from(url)),
+            ("iat".to_owned(), Value::from(NumericDate::now().as_secs())),
+            ("ath".to_owned(), Value::from(ath)),
+        ]);
+        let header = Map::from_iter([
+            ("typ".to_owned(), Value::from("dpop+jwt")),
+            ("alg".to_owned(), Value::from("ES256")),
+            ("jwk".to_owned(), self.jwk()),
+        ]);
+        ProofBuilder {
+            key: self.clone(),
+            header,
+            claims,
+        }
+    }
+}
+
+/// One DPoP proof being built. Made by [`DpopKey::proof_builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ProofBuilder {
+    key: DpopKey,
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+}
+
+impl ProofBuilder {
+    /// Sets any claim (`jti`, `htm`, `htu`, `iat`, `ath`, `nonce`, …).
+    pub fn claim(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.claims.insert(name.into(), value.into());
+        self
+    }
+
+    /// Removes a claim.
+    pub fn without_claim(mut self, name: &str) -> Self {
+        self.claims.remove(name);
+        self
+    }
+
+    /// Sets any header member (`typ`, `alg`, `jwk`, …).
+    pub fn header(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.header.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the server nonce.
+    pub fn nonce(self, nonce: &str) -> Self {
+        self.claim("nonce", nonce)
+    }
+
+    /// Signs with the key (ES256), whatever `alg` the header says.
+    pub fn sign(self) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(serde_json::to_vec(&self.header).expect("header JSON")),
+            b64(serde_json::to_vec(&self.claims).expect("claims JSON"))
+        );
+        let signature = self
+            .key
+            .key
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .expect("ES256 signature");
+        format!("{input}.{}", b64(signature.as_ref()))
     }
 }

@@ -16,6 +16,7 @@ mod body;
 mod header;
 
 pub use body::ChallengeBody;
+pub(crate) use header::DPOP_NONCE;
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use crate::error::{AuthError, AuthErrorKind};
+use crate::syntax::Scheme;
 
 /// A custom error body produced by an error renderer.
 ///
@@ -75,11 +77,36 @@ impl ErrorBody {
 /// the empty body. Status and headers are always set by tokenguard.
 pub type ErrorBodyRenderer = Arc<dyn Fn(&AuthError) -> Option<ErrorBody> + Send + Sync>;
 
-/// What rendering a challenge needs: the realm and the optional body renderer.
+/// What rendering a challenge needs: the realm, the optional body renderer,
+/// the schemes the guard accepts and the one the request used.
 #[derive(Clone)]
 pub(crate) struct ChallengeConfig {
     pub(crate) realm: Arc<str>,
     pub(crate) render: Option<ErrorBodyRenderer>,
+    /// Set when the guard accepts DPoP (RFC 9449 §7.1).
+    pub(crate) dpop: Option<DpopChallenge>,
+    /// The scheme of the request being answered: its challenge carries the
+    /// error.
+    pub(crate) used: Scheme,
+}
+
+/// The `DPoP` challenge's settings.
+#[derive(Clone, Debug)]
+pub(crate) struct DpopChallenge {
+    /// The accepted proof algorithms, space-separated (`algs`).
+    pub(crate) algs: Arc<str>,
+    /// Whether `Bearer` is accepted too (both challenges are then sent).
+    pub(crate) bearer: bool,
+}
+
+impl ChallengeConfig {
+    /// The same settings, answering a request that used `scheme`.
+    pub(crate) fn for_scheme(&self, scheme: Scheme) -> Self {
+        Self {
+            used: scheme,
+            ..self.clone()
+        }
+    }
 }
 
 impl fmt::Debug for ChallengeConfig {
@@ -87,6 +114,8 @@ impl fmt::Debug for ChallengeConfig {
         f.debug_struct("ChallengeConfig")
             .field("realm", &self.realm)
             .field("render", &self.render.as_ref().map(|_| "<fn>"))
+            .field("dpop", &self.dpop)
+            .field("used", &self.used)
             .finish()
     }
 }
@@ -96,6 +125,8 @@ impl Default for ChallengeConfig {
         Self {
             realm: Arc::from("api"),
             render: None,
+            dpop: None,
+            used: Scheme::Bearer,
         }
     }
 }

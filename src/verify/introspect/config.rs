@@ -156,7 +156,9 @@ impl IntrospectionConfig {
 
     /// Introspect JWTs of the issuer too, instead of verifying them locally
     /// (default `false`): for APIs where revocation must take effect within
-    /// [`max_ttl`](Self::max_ttl) for every token.
+    /// [`max_ttl`](Self::max_ttl) for every token. The authorization server
+    /// must introspect JWTs: some do not (`oidc-provider` answers 400
+    /// `unsupported_token_type`), and every JWT is then answered 503.
     pub fn introspect_jwts(mut self, yes: bool) -> Self {
         self.introspect_jwts = yes;
         self

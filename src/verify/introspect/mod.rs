@@ -177,14 +177,16 @@ impl Introspector {
                     e.status,
                     Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST)
                 );
-                let message = if ours {
-                    format!(
-                        "{} (the introspection endpoint refused the request: check the client id, its credentials and its authentication method {:?})",
-                        e.message,
-                        self.auth
-                    )
-                } else {
-                    e.message
+                let message = match e.status {
+                    Some(StatusCode::BAD_REQUEST) => format!(
+                        "{} (the introspection endpoint refused the request: check the client authentication method {:?}; some servers also refuse to introspect JWTs, see introspect_jwts)",
+                        e.message, self.auth
+                    ),
+                    _ if ours => format!(
+                        "{} (the introspection endpoint refused our credentials: check the client id and secret or key of {:?})",
+                        e.message, self.auth
+                    ),
+                    _ => e.message,
                 };
                 Unavailable { message, ours }
             })?;

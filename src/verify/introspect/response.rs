@@ -57,9 +57,14 @@ pub(crate) fn read(body: Bytes, policy: &Policy, require_aud: bool) -> Result<An
         None => {}
         // RFC 7662 §2.2 / RFC 6749 §7.1: type names compare case-insensitively.
         Some(serde_json::Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
-        // RFC 9449 §6.2: a DPoP-bound token is not a bearer token.
+        // RFC 9449 §6.2: a DPoP-bound token; its `cnf.jkt` is checked by
+        // the binding step (as a bearer token it is refused there). Without
+        // `cnf.jkt` its key is unknown.
         Some(serde_json::Value::String(t)) if t.eq_ignore_ascii_case("dpop") => {
-            return refuse(InvalidToken::SenderConstrained);
+            let bound = claims.cnf.as_ref().is_some_and(|c| c.contains_key("jkt"));
+            if !bound {
+                return refuse(InvalidToken::SenderConstrained);
+            }
         }
         Some(_) => return refuse(InvalidToken::WrongType),
     }
