@@ -18,6 +18,11 @@
 //! `client_secret_basic`); `INTROSPECTION_CACHE_TTL_SECS` sets how long an
 //! answer is cached (the revocation delay, default 30). `PORT` sets the port
 //! (default 3000); the server listens on 127.0.0.1 only.
+//!
+//! DPoP-bound tokens (RFC 9449) are accepted with their proofs; `PUBLIC_URL`
+//! is the origin clients call (default `http://127.0.0.1:$PORT`), against
+//! which proofs' `htu` is checked. `DPOP=required` refuses bearer tokens,
+//! `DPOP=off` turns DPoP off, `DPOP_NONCE=1` requires server nonces.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,7 +34,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokenguard::testing::TestIssuerServer;
 use tokenguard::{
-    AccessTokenClaims, Claims, ClientAuth, IntrospectionConfig, RequireScope, TokenGuard, scopes,
+    AccessTokenClaims, Claims, ClientAuth, DpopConfig, IntrospectionConfig, NonceConfig,
+    RequireScope, TokenGuard, TokenGuardBuilder, scopes,
 };
 
 scopes! {
@@ -91,6 +97,36 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|s| !s.is_empty())
 }
 
+/// DPoP settings from `PUBLIC_URL`, `DPOP` and `DPOP_NONCE`.
+fn dpop(port: u16) -> Option<DpopConfig> {
+    let public_url = var("PUBLIC_URL").unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+    let config = DpopConfig::new(public_url);
+    let config = match var("DPOP").as_deref() {
+        None | Some("on") => config,
+        Some("required") => config.required(),
+        Some("off") => return None,
+        Some(other) => fail(format!("DPOP={other:?}: use on, required or off")),
+    };
+    Some(match var("DPOP_NONCE").as_deref() {
+        None | Some("0") => config,
+        Some("1") => {
+            // One process: a random secret. Replicas would share one.
+            let mut secret = vec![0u8; 32];
+            aws_lc_rs::rand::fill(&mut secret)
+                .unwrap_or_else(|_| fail("no system randomness for the nonce secret"));
+            config.nonces(NonceConfig::new(secret).unwrap_or_else(|e| fail(e)))
+        }
+        Some(other) => fail(format!("DPOP_NONCE={other:?}: use 1 or 0")),
+    })
+}
+
+fn with_dpop(builder: TokenGuardBuilder, dpop: &Option<DpopConfig>) -> TokenGuardBuilder {
+    match dpop {
+        Some(config) => builder.dpop(config.clone()),
+        None => builder,
+    }
+}
+
 /// Introspection settings from `INTROSPECTION_*`, if any are set.
 fn introspection() -> Option<IntrospectionConfig> {
     let ttl = var("INTROSPECTION_CACHE_TTL_SECS").map(|t| {
@@ -135,9 +171,13 @@ async fn main() {
     };
 
     let introspection = introspection();
+    let dpop = dpop(port);
     let (guard, dev_issuer) = match (var("ISSUER_URL"), var("AUDIENCE")) {
         (Some(issuer), Some(audience)) => {
-            let builder = TokenGuard::builder().issuer(&issuer).audience(&audience);
+            let builder = with_dpop(
+                TokenGuard::builder().issuer(&issuer).audience(&audience),
+                &dpop,
+            );
             let opaque = introspection.is_some();
             let builder = match introspection {
                 Some(config) => builder.introspection(config),
@@ -157,8 +197,7 @@ async fn main() {
             let dev = TestIssuerServer::start()
                 .await
                 .unwrap_or_else(|e| fail(format!("cannot start the development issuer: {e}")));
-            let guard = dev
-                .guard_builder(DEV_AUDIENCE)
+            let guard = with_dpop(dev.guard_builder(DEV_AUDIENCE), &dpop)
                 .build()
                 .unwrap_or_else(|e| fail(e));
             // Fail fast if discovery does not work.
@@ -226,6 +265,10 @@ curl -i {base}/me -H "Authorization: Bearer garbage"                # 401 invali
         );
     } else {
         println!("Listening on {base}: GET/POST /invoices, GET /me, GET /healthz.");
+    }
+    match &dpop {
+        Some(config) => println!("DPoP: {config:?}"),
+        None => println!("DPoP: off"),
     }
 
     let shutdown = async {
