@@ -67,12 +67,55 @@ fn normalize_percent(path: &str) -> String {
     out
 }
 
-/// The public URL a request was made to: `base` (scheme, authority and an
-/// optional path prefix, normalized) followed by the request's path.
+/// Whether `path` is already in normal form: only unreserved characters,
+/// sub-delimiters, `:`, `@` and `/`, no dot segment. Most request paths are,
+/// and need no parser.
+fn is_normal_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path.bytes().all(|b| {
+            is_unreserved(b)
+                || matches!(
+                    b,
+                    b'/' | b':'
+                        | b'@'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                )
+        })
+        && !path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+}
+
+/// The public URL a request was made to: `base` (normalized) followed by
+/// the request's path.
 pub(crate) fn request_uri(base: &str, path: &str) -> Option<String> {
     let base = base.trim_end_matches('/');
     let path = if path.starts_with('/') { path } else { "/" };
+    if is_normal_path(path) {
+        return Some(format!("{base}{path}"));
+    }
     normalize(&format!("{base}{path}"))
+}
+
+/// Whether a proof's `htu` names `expected` (a [`request_uri`]).
+pub(crate) fn matches(htu: &str, expected: &str) -> bool {
+    // The common case: the client sent exactly the normal form (perhaps with
+    // a query or fragment, which do not count).
+    let bare = htu.split(['?', '#']).next().unwrap_or(htu);
+    if bare == expected {
+        return true;
+    }
+    normalize(htu).as_deref() == Some(expected)
 }
 
 #[cfg(test)]
@@ -111,5 +154,21 @@ mod tests {
             request_uri("https://example.com/api", "/invoices").unwrap(),
             "https://example.com/api/invoices"
         );
+        // Paths that need the parser get it.
+        assert_eq!(
+            request_uri("https://example.com", "/a/../%7eb").unwrap(),
+            "https://example.com/~b"
+        );
+        assert_eq!(
+            request_uri("https://example.com", "/a/./b").unwrap(),
+            "https://example.com/a/b"
+        );
+        let expected = request_uri("https://api.example.com", "/invoices").unwrap();
+        assert!(matches("https://api.example.com/invoices", &expected));
+        assert!(matches("https://api.example.com/invoices?x=1#y", &expected));
+        assert!(matches("HTTPS://api.EXAMPLE.com:443/invoices", &expected));
+        assert!(!matches("https://api.example.com/invoices/", &expected));
+        assert!(!matches("https://api.example.com:8443/invoices", &expected));
+        assert!(!matches("http://api.example.com/invoices", &expected));
     }
 }

@@ -98,13 +98,29 @@ pub(crate) fn thumbprint(jwk: &serde_json::Map<String, serde_json::Value>) -> Op
         "OKP" => &["crv", "kty", "x"],
         _ => return None,
     };
-    let mut canonical = serde_json::Map::new();
-    for name in members {
-        canonical.insert((*name).to_owned(), serde_json::Value::from(s(name)?));
+    // Compact JSON, members in lexicographic order. The values are base64url
+    // or curve names: characters that need no JSON escaping (others refused).
+    let mut json = String::with_capacity(600);
+    json.push('{');
+    for (i, name) in members.iter().enumerate() {
+        let value = s(name)?;
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        {
+            return None;
+        }
+        if i > 0 {
+            json.push(',');
+        }
+        json.push('"');
+        json.push_str(name);
+        json.push_str("\":\"");
+        json.push_str(value);
+        json.push('"');
     }
-    // serde_json's map keeps keys sorted: this is the canonical form.
-    let json = serde_json::to_vec(&canonical).ok()?;
-    Some(URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(json)))
+    json.push('}');
+    Some(URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(json.as_bytes())))
 }
 
 /// base64url(SHA-256(`token`)): the `ath` of a proof for `token`.
@@ -209,7 +225,7 @@ pub(crate) fn check(
     if claims.htm != expect.method {
         return Err(InvalidProof::WrongMethod);
     }
-    if super::htu::normalize(&claims.htu).as_deref() != Some(expect.htu) {
+    if !super::htu::matches(&claims.htu, expect.htu) {
         return Err(InvalidProof::WrongUri);
     }
     let iat = claims.iat.as_secs();
