@@ -27,6 +27,15 @@
 //   silently dropped by oidc-provider);
 // - one resource whose access tokens are opaque (OPAQUE_RESOURCE), same
 //   scopes and lifetime: the resource server introspects them;
+// - DPoP (RFC 9449): a token request (client_credentials, any resource
+//   above) carrying a `DPoP` proof for the token endpoint (htm POST, htu the
+//   token endpoint, no `ath`) gets an access token bound to the proof's key:
+//   `token_type: DPoP`, and `cnf.jkt` (the key's RFC 7638 thumbprint) in the
+//   JWT, or in the introspection answer of an opaque token (with
+//   `token_type: DPoP`). Without a proof, a Bearer token as before. Proof
+//   algorithms: ES256 ES384 EdDSA Ed25519 RS256 PS256. No DPoP nonces (no
+//   `nonceSecret`): proofs need only an `iat` within oidc-provider's window;
+//   a replayed proof `jti` is refused. interop/dpop.mjs makes the proofs;
 // - token introspection (RFC 7662, /token/introspection) and revocation
 //   (RFC 7009, /token/revocation). oidc-provider introspects and revokes
 //   opaque tokens only: a JWT gets 400 `unsupported_token_type`;
@@ -197,6 +206,10 @@ function configuration(jwks, rsKey) {
       devInteractions: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
+      // DPoP (RFC 9449): a token request with a `DPoP` proof gets a DPoP-bound
+      // access token (`token_type: DPoP`, `cnf.jkt`). No server nonces: with
+      // no `nonceSecret` oidc-provider neither requires nor issues them.
+      dPoP: { enabled: true, requireNonce: () => false, allowReplay: false },
       resourceIndicators: {
         enabled: true,
         // No default: clients must name the resource they want a token for.
@@ -225,6 +238,8 @@ function configuration(jwks, rsKey) {
     },
     enabledJWA: {
       idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519'],
+      // The proof algorithms tokenguard accepts by default, and Ed25519.
+      dPoPSigningAlgValues: ['ES256', 'ES384', 'EdDSA', 'Ed25519', 'RS256', 'PS256'],
     },
     ttl: {
       AccessToken: ACCESS_TOKEN_TTL,

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use crate::bind::Binders;
 use crate::bind::dpop::{Dpop, DpopConfig};
+use crate::bind::mtls::{Mtls, MtlsConfig};
 use crate::challenge::{ChallengeConfig, DpopChallenge, ErrorBody, ErrorBodyRenderer};
 use crate::claims::ScopeSource;
 use crate::credential::TokenSources;
@@ -204,6 +206,7 @@ impl std::error::Error for BuildError {}
 /// | verified-token cache | on ([`TokenCacheConfig::default`]) |
 /// | opaque tokens | refused: off until [`introspection`](Self::introspection) |
 /// | DPoP | off: DPoP-bound tokens refused until [`dpop`](Self::dpop) |
+/// | certificate-bound tokens | refused until [`mtls`](Self::mtls) |
 #[must_use]
 pub struct TokenGuardBuilder {
     issuer: Option<String>,
@@ -230,6 +233,7 @@ pub struct TokenGuardBuilder {
     token_cache: Option<TokenCacheConfig>,
     introspection: Option<IntrospectionConfig>,
     dpop: Option<DpopConfig>,
+    mtls: Option<MtlsConfig>,
 }
 
 /// The defaults, written once: the builder starts from them, and the table
@@ -272,6 +276,7 @@ impl Default for TokenGuardBuilder {
             token_cache: Some(TokenCacheConfig::default()),
             introspection: None,
             dpop: None,
+            mtls: None,
         }
     }
 }
@@ -526,6 +531,16 @@ impl TokenGuardBuilder {
         self
     }
 
+    /// Accept certificate-bound access tokens (RFC 8705 §3): a token whose
+    /// `cnf["x5t#S256"]` is the SHA-256 thumbprint of a client certificate
+    /// is accepted only from a request authenticated by that certificate
+    /// (from the connection or a trusted proxy's header, [`MtlsConfig`]).
+    /// Without this, certificate-bound tokens are refused.
+    pub fn mtls(mut self, config: MtlsConfig) -> Self {
+        self.mtls = Some(config);
+        self
+    }
+
     /// Accept tokens for any audience. Only for a resource server that is
     /// the sole audience of its issuer: otherwise tokens minted for other
     /// services are accepted here too.
@@ -710,7 +725,10 @@ impl TokenGuardBuilder {
                     max_token_len: policy.max_token_len,
                     challenge,
                     dpop_challenge,
-                    dpop,
+                    binders: Binders {
+                        dpop,
+                        mtls: self.mtls.map(|m| Arc::new(Mtls::new(m))),
+                    },
                 },
             }),
         })
@@ -822,6 +840,7 @@ mod tests {
         assert!(b.token_cache.is_some() && row("verified-token cache").contains("on"));
         assert!(b.introspection.is_none() && row("opaque tokens").contains("off"));
         assert!(b.dpop.is_none() && row("DPoP").contains("off"));
+        assert!(b.mtls.is_none() && row("certificate-bound tokens").contains("refused"));
         assert_eq!(b.algorithms, DEFAULT_ALGORITHMS);
         assert!(!b.allow_untyped && row("`typ`").contains("`at+jwt` required"));
         assert!(

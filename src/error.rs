@@ -99,6 +99,9 @@ pub enum InvalidRequest {
     SeveralCredentials,
     /// The `Authorization: Bearer` header is not `Bearer <token68>`.
     MalformedCredentials,
+    /// The trusted proxy's client-certificate header is malformed or
+    /// repeated (RFC 9440 §2.2).
+    MalformedClientCertificate,
 }
 
 /// Why an access token was refused (401 `invalid_token`).
@@ -152,6 +155,11 @@ pub enum InvalidToken {
     /// This resource accepts only DPoP-bound tokens with a proof, and the
     /// token was presented as a bearer token.
     DpopRequired,
+    /// Bound to a client certificate (`cnf["x5t#S256"]`, RFC 8705 §3) that
+    /// the request was not authenticated with (another one, or none).
+    CertificateMismatch,
+    /// This resource accepts only certificate-bound tokens.
+    CertificateRequired,
 }
 
 /// Why a DPoP proof was refused (401 `invalid_dpop_proof`, RFC 9449 §4.3).
@@ -242,6 +250,10 @@ impl InvalidToken {
             Self::NotDpopBound => "The access token is not bound to a DPoP key",
             Self::DpopKeyMismatch => "The access token is bound to another key",
             Self::DpopRequired => "The access token must be presented with a DPoP proof",
+            Self::CertificateMismatch => {
+                "The access token is bound to a client certificate this request did not present"
+            }
+            Self::CertificateRequired => "The access token must be bound to a client certificate",
         }
     }
 }
@@ -253,6 +265,7 @@ impl InvalidRequest {
             Self::SeveralAuthorizationHeaders => "More than one Authorization header",
             Self::SeveralCredentials => "More than one access token in the request",
             Self::MalformedCredentials => "Malformed Bearer credentials",
+            Self::MalformedClientCertificate => "Malformed client certificate header",
         }
     }
 }

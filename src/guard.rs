@@ -20,8 +20,8 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use http::Request;
 
-use crate::bind::dpop::{Dpop, Presented};
-use crate::bind::{Bound, Extra};
+use crate::bind::dpop;
+use crate::bind::{Binders, Bound, Extra, Presented};
 use crate::challenge::ChallengeConfig;
 use crate::claims::AccessToken;
 use crate::credential::{self, TokenSources};
@@ -72,7 +72,7 @@ pub(crate) struct RequestSettings {
     pub(crate) challenge: Arc<ChallengeConfig>,
     /// For refusals of `DPoP` requests.
     pub(crate) dpop_challenge: Arc<ChallengeConfig>,
-    pub(crate) dpop: Option<Arc<Dpop>>,
+    pub(crate) binders: Binders,
 }
 
 /// A verified token whose binding passed, and what it adds to the response.
@@ -110,8 +110,8 @@ impl TokenGuard {
         match crate::bind::check(
             &token,
             Scheme::Bearer,
-            None,
-            self.inner.request.dpop.as_deref(),
+            &Presented::default(),
+            &self.inner.request.binders,
         ) {
             Bound::Done(result) => result.map(|_| token),
             Bound::Pending(record) => record.await.map(|_| token),
@@ -149,8 +149,19 @@ impl TokenGuard {
         let scheme = found.scheme();
         // What the binding step needs from the request, taken now: it may
         // run after the request has moved on.
-        let presented = (scheme == Scheme::Dpop)
-            .then(|| Presented::new(req.headers(), req.method(), req.uri().path(), found.bytes()));
+        let cert = match &inner.request.binders.mtls {
+            Some(mtls) => match mtls.certificate(req.headers(), req.extensions()) {
+                Ok(cert) => cert,
+                Err(e) => return Outcome::Refuse(e, scheme),
+            },
+            None => None,
+        };
+        let presented = Presented {
+            dpop: (scheme == Scheme::Dpop).then(|| {
+                dpop::Presented::new(req.headers(), req.method(), req.uri().path(), found.bytes())
+            }),
+            cert,
+        };
         // The hot path: exactly a token verified before. Its syntax was
         // checked then, so nothing else is needed before binding.
         let verification = match inner.verifier.cached(found.bytes()) {
@@ -162,7 +173,7 @@ impl TokenGuard {
         };
         let admission = match verification {
             Verification::Done(Err(e)) => return Outcome::Refuse(e, scheme),
-            Verification::Done(Ok(token)) => match self.bind(&token, scheme, presented.as_ref()) {
+            Verification::Done(Ok(token)) => match self.bind(&token, scheme, &presented) {
                 Bound::Done(Ok(extra)) => {
                     self.admit(req, token, scheme);
                     return Outcome::Pass { private, extra };
@@ -174,7 +185,7 @@ impl TokenGuard {
                 let this = self.clone();
                 async move {
                     let token = verify.await?;
-                    let extra = match this.bind(&token, scheme, presented.as_ref()) {
+                    let extra = match this.bind(&token, scheme, &presented) {
                         Bound::Done(result) => result?,
                         Bound::Pending(record) => record.await?,
                     };
@@ -191,8 +202,8 @@ impl TokenGuard {
     }
 
     /// The binding step (`bind`) with this guard's settings.
-    fn bind(&self, token: &AccessToken, scheme: Scheme, presented: Option<&Presented>) -> Bound {
-        crate::bind::check(token, scheme, presented, self.inner.request.dpop.as_deref())
+    fn bind(&self, token: &AccessToken, scheme: Scheme, presented: &Presented) -> Bound {
+        crate::bind::check(token, scheme, presented, &self.inner.request.binders)
     }
 
     /// The last step of every authenticated request: the extensions (the

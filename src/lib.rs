@@ -120,6 +120,7 @@ pub use bind::dpop::{
     DpopConfig, MemoryReplayStore, NonceConfig, ReplayFuture, ReplayKey, ReplayStore,
     ReplayStoreError, Seen, WeakSecret,
 };
+pub use bind::mtls::{ClientCertificate, MtlsConfig};
 pub use builder::{BuildError, DEFAULT_ALGORITHMS, MAX_LEEWAY, TokenGuardBuilder};
 pub use challenge::{ChallengeBody, ErrorBody, ErrorBodyRenderer};
 pub use claims::{AccessToken, AccessTokenClaims, Audience, NumericDate, ScopeSource};

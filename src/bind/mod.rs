@@ -5,10 +5,13 @@
 //!
 //! - `cnf.jkt` (DPoP, RFC 9449): only with the `DPoP` scheme and a valid
 //!   proof by that key ([`dpop`]); as a bearer token it is refused (§7.2).
-//! - Any other binding (`x5t#S256` certificates, RFC 8705; RFC 7800 keys)
-//!   cannot be verified yet, so such a token is refused: a bound token is
-//!   never accepted as a bearer token (RFC 8705 §3).
-//! - Members of `cnf` that bind nothing are ignored.
+//! - `cnf["x5t#S256"]` (RFC 8705): only from a request authenticated by that
+//!   client certificate ([`mtls`]), whatever the scheme; both bindings are
+//!   checked when a token has both.
+//! - Without the step a binding needs (DPoP or mTLS not configured), and for
+//!   RFC 7800 keys (`jwk`, `jwe`, `jku`, `kid`), the token is refused: a
+//!   bound token is never accepted as a bearer token.
+//! - Other members of `cnf` next to a verified binding are ignored.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -25,18 +28,22 @@
 //! ```
 
 pub(crate) mod dpop;
+pub(crate) mod mtls;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use self::dpop::{Dpop, Presented};
+use self::dpop::Dpop;
+use self::mtls::{ClientCertificate, Mtls};
 use crate::claims::AccessToken;
-use crate::error::{AuthError, InvalidToken};
+use crate::error::{AuthError, InvalidProof, InvalidToken};
 use crate::syntax::Scheme;
 
-/// `cnf` members that bind a token to something this crate cannot verify
-/// yet: certificates (RFC 8705 §3.1) and RFC 7800 §3 keys.
-const UNVERIFIABLE: &[&str] = &["x5t#S256", "jwk", "jwe", "jku", "kid"];
+/// RFC 7800 §3 `cnf` members: proof-of-possession keys this crate does not
+/// verify. A token bound so is refused.
+const UNVERIFIABLE: &[&str] = &["jwk", "jwe", "jku", "kid"];
+/// RFC 8705 §3.1.
+const X5T: &str = "x5t#S256";
 
 /// What a passed binding adds to the response.
 #[derive(Debug, Default)]
@@ -52,34 +59,69 @@ pub(crate) enum Bound {
     Pending(BoxFuture<'static, Result<Extra, AuthError>>),
 }
 
+/// The binding steps the guard runs.
+#[derive(Default, Clone)]
+pub(crate) struct Binders {
+    pub(crate) dpop: Option<std::sync::Arc<Dpop>>,
+    pub(crate) mtls: Option<std::sync::Arc<Mtls>>,
+}
+
+/// What the request brought for the binding step, taken from it before
+/// anything waits.
+#[derive(Default)]
+pub(crate) struct Presented {
+    /// With the `DPoP` scheme: the proof and what it must match.
+    pub(crate) dpop: Option<dpop::Presented>,
+    /// With mTLS on: the client certificate, if any.
+    pub(crate) cert: Option<ClientCertificate>,
+}
+
 /// Checks that `token`, presented with `scheme`, may be used by this sender.
-/// `presented` is the DPoP request data (with the `DPoP` scheme only);
-/// `dpop` the guard's DPoP step, if DPoP is on.
 pub(crate) fn check(
     token: &AccessToken,
     scheme: Scheme,
-    presented: Option<&Presented>,
-    dpop: Option<&Dpop>,
+    presented: &Presented,
+    binders: &Binders,
 ) -> Bound {
     let refuse = |reason| Bound::Done(Err(AuthError::invalid_token(reason)));
     let cnf = token.claims.cnf.as_ref();
+    let member = |name: &str| cnf.and_then(|c| c.get(name));
     if cnf.is_some_and(|c| UNVERIFIABLE.iter().any(|m| c.contains_key(*m))) {
         return refuse(InvalidToken::SenderConstrained);
     }
-    let jkt = cnf.and_then(|c| c.get("jkt"));
-    match (scheme, jkt, dpop) {
-        // RFC 9449 §7.2: a DPoP-bound token is not a bearer token; nor is
-        // one whose `cnf` binds it to anything else.
-        (Scheme::Bearer, _, _) if cnf.is_some() => refuse(InvalidToken::SenderConstrained),
-        (Scheme::Bearer, _, Some(dpop)) if dpop.required => refuse(InvalidToken::DpopRequired),
-        (Scheme::Bearer, _, _) => Bound::Done(Ok(Extra::default())),
-        (Scheme::Dpop, Some(serde_json::Value::String(jkt)), Some(dpop)) => {
-            let Some(presented) = presented else {
-                return Bound::Done(Err(AuthError::invalid_dpop_proof(
-                    crate::error::InvalidProof::Missing,
-                )));
+    // RFC 8705 §3: a certificate binding is checked whatever the scheme.
+    match (&binders.mtls, member(X5T)) {
+        (Some(mtls), x5t) => {
+            if let Err(e) = mtls::check(mtls, x5t, presented.cert.as_ref()) {
+                return Bound::Done(Err(e));
+            }
+        }
+        (None, Some(_)) => return refuse(InvalidToken::SenderConstrained),
+        (None, None) => {}
+    }
+    let jkt = member("jkt");
+    match scheme {
+        // RFC 9449 §7.2: a DPoP-bound token is not a bearer token; nor is one
+        // whose `cnf` names no binding verified here.
+        Scheme::Bearer if jkt.is_some() => refuse(InvalidToken::SenderConstrained),
+        Scheme::Bearer if cnf.is_some() && member(X5T).is_none() => {
+            refuse(InvalidToken::SenderConstrained)
+        }
+        Scheme::Bearer if binders.dpop.as_ref().is_some_and(|d| d.required) => {
+            refuse(InvalidToken::DpopRequired)
+        }
+        Scheme::Bearer => Bound::Done(Ok(Extra::default())),
+        Scheme::Dpop => {
+            let (Some(dpop), Some(jkt)) = (&binders.dpop, jkt) else {
+                return refuse(InvalidToken::NotDpopBound);
             };
-            let proven = match dpop.check(jkt, presented) {
+            let serde_json::Value::String(jkt) = jkt else {
+                return refuse(InvalidToken::InvalidClaim("cnf"));
+            };
+            let Some(input) = &presented.dpop else {
+                return Bound::Done(Err(AuthError::invalid_dpop_proof(InvalidProof::Missing)));
+            };
+            let proven = match dpop.check(jkt, input) {
                 Ok(proven) => proven,
                 Err(e) => return Bound::Done(Err(e)),
             };
@@ -94,10 +136,5 @@ pub(crate) fn check(
                 None => Bound::Pending(record),
             }
         }
-        (Scheme::Dpop, Some(serde_json::Value::String(_)), None) => {
-            refuse(InvalidToken::SenderConstrained)
-        }
-        (Scheme::Dpop, Some(_), _) => refuse(InvalidToken::InvalidClaim("cnf")),
-        (Scheme::Dpop, None, _) => refuse(InvalidToken::NotDpopBound),
     }
 }

@@ -69,6 +69,8 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 
 #[derive(Deserialize)]
 struct Claims {
+    // Missing is refused by the `jti` check, with its own description.
+    #[serde(default)]
     jti: String,
     htm: String,
     htu: String,
