@@ -23,6 +23,10 @@
 //! is the origin clients call (default `http://127.0.0.1:$PORT`), against
 //! which proofs' `htu` is checked. `DPOP=required` refuses bearer tokens,
 //! `DPOP=off` turns DPoP off, `DPOP_NONCE=1` requires server nonces.
+//!
+//! Certificate-bound tokens (RFC 8705): `CLIENT_CERT_HEADER=client-cert`
+//! trusts that RFC 9440 header from a TLS-terminating proxy in front of the
+//! quickstart (only behind such a proxy, which must strip it from clients).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,8 +38,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokenguard::testing::TestIssuerServer;
 use tokenguard::{
-    AccessTokenClaims, Claims, ClientAuth, DpopConfig, IntrospectionConfig, NonceConfig,
-    RequireScope, TokenGuard, TokenGuardBuilder, scopes,
+    AccessTokenClaims, Claims, ClientAuth, DpopConfig, IntrospectionConfig, MtlsConfig,
+    NonceConfig, RequireScope, TokenGuard, TokenGuardBuilder, scopes,
 };
 
 scopes! {
@@ -120,9 +124,17 @@ fn dpop(port: u16) -> Option<DpopConfig> {
     })
 }
 
-fn with_dpop(builder: TokenGuardBuilder, dpop: &Option<DpopConfig>) -> TokenGuardBuilder {
-    match dpop {
+/// DPoP and, with `CLIENT_CERT_HEADER`, certificate binding behind a proxy.
+fn with_binding(builder: TokenGuardBuilder, dpop: &Option<DpopConfig>) -> TokenGuardBuilder {
+    let builder = match dpop {
         Some(config) => builder.dpop(config.clone()),
+        None => builder,
+    };
+    match var("CLIENT_CERT_HEADER") {
+        Some(name) => {
+            println!("Trusting the client certificate in the {name:?} header (RFC 9440).");
+            builder.mtls(MtlsConfig::from_proxy_header(name))
+        }
         None => builder,
     }
 }
@@ -174,7 +186,7 @@ async fn main() {
     let dpop = dpop(port);
     let (guard, dev_issuer) = match (var("ISSUER_URL"), var("AUDIENCE")) {
         (Some(issuer), Some(audience)) => {
-            let builder = with_dpop(
+            let builder = with_binding(
                 TokenGuard::builder().issuer(&issuer).audience(&audience),
                 &dpop,
             );
@@ -197,7 +209,7 @@ async fn main() {
             let dev = TestIssuerServer::start()
                 .await
                 .unwrap_or_else(|e| fail(format!("cannot start the development issuer: {e}")));
-            let guard = with_dpop(dev.guard_builder(DEV_AUDIENCE), &dpop)
+            let guard = with_binding(dev.guard_builder(DEV_AUDIENCE), &dpop)
                 .build()
                 .unwrap_or_else(|e| fail(e));
             // Fail fast if discovery does not work.

@@ -153,6 +153,8 @@ pub enum BuildError {
     ConflictingSettings(String),
     /// The DPoP settings cannot be used (public URL, algorithms).
     InvalidDpopConfig(String),
+    /// The mTLS settings cannot be used (the proxy header's name).
+    InvalidMtlsConfig(String),
 }
 
 impl fmt::Display for BuildError {
@@ -179,6 +181,7 @@ impl fmt::Display for BuildError {
             ),
             Self::ConflictingSettings(why) => f.write_str(why),
             Self::InvalidDpopConfig(why) => write!(f, "invalid DPoP settings: {why}"),
+            Self::InvalidMtlsConfig(why) => write!(f, "invalid mTLS settings: {why}"),
         }
     }
 }
@@ -619,6 +622,12 @@ impl TokenGuardBuilder {
             used: Scheme::Bearer,
         });
         let dpop_challenge = Arc::new(challenge.for_scheme(Scheme::Dpop));
+        let mtls = match self.mtls {
+            Some(config) => Some(Arc::new(
+                Mtls::new(config).map_err(BuildError::InvalidMtlsConfig)?,
+            )),
+            None => None,
+        };
         let mut sources = self.sources;
         sources.dpop = dpop.is_some();
         let policy = Policy {
@@ -725,10 +734,7 @@ impl TokenGuardBuilder {
                     max_token_len: policy.max_token_len,
                     challenge,
                     dpop_challenge,
-                    binders: Binders {
-                        dpop,
-                        mtls: self.mtls.map(|m| Arc::new(Mtls::new(m))),
-                    },
+                    binders: Binders { dpop, mtls },
                 },
             }),
         })

@@ -59,9 +59,9 @@ impl fmt::Debug for ClientCertificate {
 
 /// Where client certificates come from.
 #[derive(Debug, Clone)]
-enum Source {
+enum Source<H> {
     Connection,
-    ProxyHeader(HeaderName),
+    ProxyHeader(H),
 }
 
 /// Certificate-bound tokens (RFC 8705), given to
@@ -72,7 +72,7 @@ enum Source {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct MtlsConfig {
-    source: Source,
+    source: Source<String>,
     required: bool,
 }
 
@@ -93,9 +93,9 @@ impl MtlsConfig {
     /// believed as if it were the connection's certificate. A malformed or
     /// repeated header is answered 400. The connection's own certificate
     /// (the proxy's) is not used.
-    pub fn from_proxy_header(name: &'static str) -> Self {
+    pub fn from_proxy_header(name: impl Into<String>) -> Self {
         Self {
-            source: Source::ProxyHeader(HeaderName::from_static(name)),
+            source: Source::ProxyHeader(name.into()),
             required: false,
         }
     }
@@ -110,16 +110,24 @@ impl MtlsConfig {
 /// The mTLS step, built from an [`MtlsConfig`].
 #[derive(Debug)]
 pub(crate) struct Mtls {
-    source: Source,
+    source: Source<HeaderName>,
     pub(crate) required: bool,
 }
 
 impl Mtls {
-    pub(crate) fn new(config: MtlsConfig) -> Self {
-        Self {
-            source: config.source,
+    /// Fails for a header name that is not one.
+    pub(crate) fn new(config: MtlsConfig) -> Result<Self, String> {
+        let source = match config.source {
+            Source::Connection => Source::Connection,
+            Source::ProxyHeader(name) => Source::ProxyHeader(
+                HeaderName::try_from(name.as_str())
+                    .map_err(|_| format!("{name:?} is not a header name"))?,
+            ),
+        };
+        Ok(Self {
+            source,
             required: config.required,
-        }
+        })
     }
 
     /// The request's client certificate, if any; 400 for a malformed
