@@ -24,6 +24,11 @@
 //! which proofs' `htu` is checked. `DPOP=required` refuses bearer tokens,
 //! `DPOP=off` turns DPoP off, `DPOP_NONCE=1` requires server nonces.
 //!
+//! Several processes as one deployment: built with `--features redis`,
+//! `REDIS_URL=redis://127.0.0.1:6379` makes them share the DPoP replay store
+//! and the introspection cache; give them one `DPOP_NONCE_SECRET` (at least
+//! 32 bytes) so that each accepts the others' nonces.
+//!
 //! Certificate-bound tokens (RFC 8705): `CLIENT_CERT_HEADER=client-cert`
 //! trusts that RFC 9440 header from a TLS-terminating proxy in front of the
 //! quickstart (only behind such a proxy, which must strip it from clients).
@@ -114,10 +119,16 @@ fn dpop(port: u16) -> Option<DpopConfig> {
     Some(match var("DPOP_NONCE").as_deref() {
         None | Some("0") => config,
         Some("1") => {
-            // One process: a random secret. Replicas would share one.
-            let mut secret = vec![0u8; 32];
-            aws_lc_rs::rand::fill(&mut secret)
-                .unwrap_or_else(|_| fail("no system randomness for the nonce secret"));
+            // Replicas share `DPOP_NONCE_SECRET`; one process may use a random one.
+            let secret = match var("DPOP_NONCE_SECRET") {
+                Some(secret) => secret.into_bytes(),
+                None => {
+                    let mut secret = vec![0u8; 32];
+                    aws_lc_rs::rand::fill(&mut secret)
+                        .unwrap_or_else(|_| fail("no system randomness for the nonce secret"));
+                    secret
+                }
+            };
             config.nonces(NonceConfig::new(secret).unwrap_or_else(|e| fail(e)))
         }
         Some(other) => fail(format!("DPOP_NONCE={other:?}: use 1 or 0")),
@@ -137,6 +148,35 @@ fn with_binding(builder: TokenGuardBuilder, dpop: &Option<DpopConfig>) -> TokenG
         }
         None => builder,
     }
+}
+
+/// With `REDIS_URL`: the DPoP replay store and the introspection cache on
+/// Redis, shared by every process pointed at it.
+#[cfg(feature = "redis")]
+fn shared_state(
+    dpop: Option<DpopConfig>,
+    introspection: Option<IntrospectionConfig>,
+) -> (Option<DpopConfig>, Option<IntrospectionConfig>) {
+    let Some(url) = var("REDIS_URL") else {
+        return (dpop, introspection);
+    };
+    let store = std::sync::Arc::new(tokenguard::RedisStore::open(&url).unwrap_or_else(|e| fail(e)));
+    println!("Sharing the DPoP replay store and the introspection cache on {url}.");
+    (
+        dpop.map(|d| d.replay_store(store.clone())),
+        introspection.map(|i| i.shared_cache(store)),
+    )
+}
+
+#[cfg(not(feature = "redis"))]
+fn shared_state(
+    dpop: Option<DpopConfig>,
+    introspection: Option<IntrospectionConfig>,
+) -> (Option<DpopConfig>, Option<IntrospectionConfig>) {
+    if var("REDIS_URL").is_some() {
+        fail("REDIS_URL needs the redis feature: cargo run --example quickstart --features redis");
+    }
+    (dpop, introspection)
 }
 
 /// Introspection settings from `INTROSPECTION_*`, if any are set.
@@ -183,7 +223,7 @@ async fn main() {
     };
 
     let introspection = introspection();
-    let dpop = dpop(port);
+    let (dpop, introspection) = shared_state(dpop(port), introspection);
     let (guard, dev_issuer) = match (var("ISSUER_URL"), var("AUDIENCE")) {
         (Some(issuer), Some(audience)) => {
             let builder = with_binding(

@@ -109,6 +109,8 @@ mod guard;
 mod keys;
 mod layer;
 mod observe;
+#[cfg(feature = "redis")]
+mod redis;
 mod scope;
 mod syntax;
 #[cfg(feature = "testing")]
@@ -134,9 +136,13 @@ pub use guard::{TokenGuard, WarmUpError};
 pub use jsonwebtoken::Algorithm;
 pub use keys::KeySetStatus;
 pub use layer::{ResponseFuture, TokenGuardLayer, TokenGuardService};
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreError};
 pub use scope::{AnyOf, Scope, ScopeRequirement, ScopeTuple, Scopes};
 pub use verify::cache::TokenCacheConfig;
-pub use verify::introspect::{ClientAuth, IntrospectionConfig};
+pub use verify::introspect::{
+    ClientAuth, IntrospectionConfig, SharedIntrospectionCache, TokenDigest,
+};
 
 /// Parsers exposed for the fuzz targets, the property tests and the
 /// [`scopes!`] macro. Not part of the API: no stability promise.

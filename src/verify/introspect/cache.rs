@@ -100,8 +100,8 @@ impl IntrospectionCache {
         None
     }
 
-    /// Caches an active answer. `exp` and `nbf` are already offset by the
-    /// leeway.
+    /// Caches an active answer until the time it returns (none when it is
+    /// not valid now). `exp` and `nbf` are already offset by the leeway.
     pub(crate) fn insert_active(
         &self,
         key: Digest,
@@ -109,10 +109,10 @@ impl IntrospectionCache {
         now: i64,
         exp: i64,
         nbf: Option<i64>,
-    ) {
+    ) -> Option<i64> {
         let valid_until = exp.min(now.saturating_add(self.max_ttl));
         if valid_until <= now {
-            return;
+            return None;
         }
         let weight = (token.payload.len() as u64 * 2 + ENTRY_OVERHEAD).max(self.min_weight);
         self.active.insert(
@@ -124,6 +124,7 @@ impl IntrospectionCache {
                 weight,
             },
         );
+        Some(valid_until)
     }
 
     /// Caches a refusal for `inactive_ttl`.

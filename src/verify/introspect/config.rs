@@ -54,6 +54,7 @@ pub struct IntrospectionConfig {
     pub(crate) max_response_size: usize,
     pub(crate) introspect_jwts: bool,
     pub(crate) require_audience: bool,
+    pub(crate) shared: Option<std::sync::Arc<dyn super::SharedIntrospectionCache>>,
 }
 
 /// The defaults, written once: [`IntrospectionConfig::new`] starts from
@@ -87,7 +88,20 @@ impl IntrospectionConfig {
             max_response_size: defaults::MAX_RESPONSE_SIZE,
             introspect_jwts: false,
             require_audience: true,
+            shared: None,
         }
+    }
+
+    /// Shares active answers with the other replicas through `cache` (e.g.
+    /// the `redis` feature's store): a token introspected by one is served
+    /// to the others without another call. Each replica keeps its own
+    /// in-memory cache in front of it.
+    pub fn shared_cache(
+        mut self,
+        cache: std::sync::Arc<dyn super::SharedIntrospectionCache>,
+    ) -> Self {
+        self.shared = Some(cache);
+        self
     }
 
     /// The introspection endpoint, instead of the issuer's metadata
@@ -186,6 +200,7 @@ impl fmt::Debug for IntrospectionConfig {
             .field("timeout", &self.timeout)
             .field("introspect_jwts", &self.introspect_jwts)
             .field("require_audience", &self.require_audience)
+            .field("shared", &self.shared.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -29,6 +29,7 @@ pub(crate) mod cache;
 pub(crate) mod config;
 pub(crate) mod request;
 pub(crate) mod response;
+pub(crate) mod shared;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -41,6 +42,7 @@ use reqwest::{StatusCode, Url};
 use tokio::sync::{OnceCell, Semaphore};
 
 pub use config::{ClientAuth, IntrospectionConfig};
+pub use shared::{SharedIntrospectionCache, TokenDigest};
 
 use self::cache::{Digest, IntrospectionCache, digest, now_ms};
 use self::response::{Answer, Garbage};
@@ -83,6 +85,7 @@ pub(crate) struct Introspector {
     pub(crate) require_audience: bool,
     pub(crate) introspect_jwts: bool,
     pub(crate) cache: Option<IntrospectionCache>,
+    pub(crate) shared: Option<Arc<dyn SharedIntrospectionCache>>,
     /// Calls in flight, each with an id so that only its own entry is removed.
     pub(crate) inflight: Mutex<HashMap<Digest, (u64, SharedCall)>>,
     pub(crate) next_call: std::sync::atomic::AtomicU64,
@@ -115,6 +118,7 @@ impl Introspector {
             require_audience: config.require_audience,
             introspect_jwts: config.introspect_jwts,
             cache: config.cache.then(|| IntrospectionCache::new(config)),
+            shared: config.shared.clone().filter(|_| config.cache),
             inflight: Mutex::new(HashMap::new()),
             next_call: std::sync::atomic::AtomicU64::new(0),
             permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
@@ -221,9 +225,24 @@ impl Introspector {
         }
     }
 
-    /// Introspects and caches the answer (errors are not cached).
+    /// An active answer another replica stored, checked again as if fresh.
+    async fn shared_answer(&self, key: Digest) -> Option<Arc<AccessToken>> {
+        let shared = self.shared.as_ref()?;
+        let body = shared.get(TokenDigest(key)).await?;
+        match response::read(body, &self.policy, self.require_audience) {
+            Ok(Answer::Active(token)) => Some(token),
+            // Expired since, or not an answer: ask the authorization server.
+            _ => None,
+        }
+    }
+
+    /// Introspects (or takes another replica's answer) and caches the
+    /// answer (errors are not cached).
     async fn call(self: Arc<Self>, key: Digest, id: u64, token: String) -> VerifyResult {
-        let answer = self.introspect(&token).await;
+        let (answer, from_shared) = match self.shared_answer(key).await {
+            Some(token) => (Ok(Answer::Active(token)), true),
+            None => (self.introspect(&token).await, false),
+        };
         let now = now_ms();
         let result = match answer {
             Ok(Answer::Active(verified)) => {
@@ -231,7 +250,7 @@ impl Introspector {
                     let claims = verified.claims();
                     let leeway = self.policy.leeway.saturating_mul(1000);
                     if let Some(exp) = claims.exp {
-                        cache.insert_active(
+                        let valid_until = cache.insert_active(
                             key,
                             &verified,
                             now,
@@ -240,6 +259,19 @@ impl Introspector {
                                 .nbf
                                 .map(|n| n.as_secs().saturating_mul(1000).saturating_sub(leeway)),
                         );
+                        if let (Some(shared), false, Some(until)) =
+                            (&self.shared, from_shared, valid_until)
+                        {
+                            let ttl =
+                                Duration::from_millis(until.saturating_sub(now).unsigned_abs());
+                            let body = bytes::Bytes::copy_from_slice(&verified.payload);
+                            // Not waited for: the callers have their answer.
+                            let put = shared.put(TokenDigest(key), body, ttl);
+                            match tokio::runtime::Handle::try_current() {
+                                Ok(handle) => drop(handle.spawn(put)),
+                                Err(_) => put.await,
+                            }
+                        }
                     }
                 }
                 Ok(verified)
