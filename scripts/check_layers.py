@@ -13,7 +13,7 @@ LEVELS = {
     "verify": 3, "extensions": 3, "observe": 3,
     "bind": 4,
     "guard": 5, "redis": 5,
-    "layer": 6, "form": 6, "authorize": 6, "extract": 6,
+    "layer": 6, "form": 6, "authorize": 6, "extract": 6, "metadata": 6,
     "builder": 7, "testing": 7,
 }
 BANNED = {("extract", "guard"), ("extract", "verify"), ("authorize", "guard"), ("authorize", "verify")}

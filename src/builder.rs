@@ -31,6 +31,7 @@ use crate::fetch::{FetchError, Fetcher, check_url, default_client};
 use crate::guard::{GuardInner, RequestSettings, TokenGuard};
 use crate::keys::remote::{RemoteConfig, RemoteKeys, RemoteSource};
 use crate::keys::{KeyError, KeyRules, KeySet, VerifyingKey};
+use crate::metadata::{GuardFacts, ProtectedResource};
 use crate::syntax::Scheme;
 use crate::verify::cache::{TokenCache, TokenCacheConfig};
 use crate::verify::introspect::config::Method;
@@ -120,6 +121,7 @@ impl TokenGuard {
                 verifier: Box::new(multi),
                 issuers,
                 request: first.request.clone(),
+                metadata: first.metadata.clone(),
             }),
         })
     }
@@ -155,6 +157,8 @@ pub enum BuildError {
     InvalidDpopConfig(String),
     /// The mTLS settings cannot be used (the proxy header's name).
     InvalidMtlsConfig(String),
+    /// The RFC 9728 resource description is invalid.
+    InvalidResourceMetadata(String),
 }
 
 impl fmt::Display for BuildError {
@@ -182,6 +186,9 @@ impl fmt::Display for BuildError {
             Self::ConflictingSettings(why) => f.write_str(why),
             Self::InvalidDpopConfig(why) => write!(f, "invalid DPoP settings: {why}"),
             Self::InvalidMtlsConfig(why) => write!(f, "invalid mTLS settings: {why}"),
+            Self::InvalidResourceMetadata(why) => {
+                write!(f, "invalid protected resource metadata: {why}")
+            }
         }
     }
 }
@@ -210,6 +217,7 @@ impl std::error::Error for BuildError {}
 /// | opaque tokens | refused: off until [`introspection`](Self::introspection) |
 /// | DPoP | off: DPoP-bound tokens refused until [`dpop`](Self::dpop) |
 /// | certificate-bound tokens | refused until [`mtls`](Self::mtls) |
+/// | RFC 9728 metadata | none until [`protected_resource`](Self::protected_resource) |
 #[must_use]
 pub struct TokenGuardBuilder {
     issuer: Option<String>,
@@ -237,6 +245,7 @@ pub struct TokenGuardBuilder {
     introspection: Option<IntrospectionConfig>,
     dpop: Option<DpopConfig>,
     mtls: Option<MtlsConfig>,
+    resource: Option<ProtectedResource>,
 }
 
 /// The defaults, written once: the builder starts from them, and the table
@@ -280,6 +289,7 @@ impl Default for TokenGuardBuilder {
             introspection: None,
             dpop: None,
             mtls: None,
+            resource: None,
         }
     }
 }
@@ -544,6 +554,16 @@ impl TokenGuardBuilder {
         self
     }
 
+    /// Describe this resource (RFC 9728): every 401 and 403 challenge then
+    /// names the metadata document in `resource_metadata`, and
+    /// [`TokenGuard::metadata_router`] serves it. The members that describe
+    /// the guard (token methods, DPoP, certificate binding) come from its
+    /// settings; the authorization server defaults to the issuer.
+    pub fn protected_resource(mut self, resource: ProtectedResource) -> Self {
+        self.resource = Some(resource);
+        self
+    }
+
     /// Accept tokens for any audience. Only for a resource server that is
     /// the sole audience of its issuer: otherwise tokens minted for other
     /// services are accepted here too.
@@ -612,6 +632,29 @@ impl TokenGuardBuilder {
             )),
             None => None,
         };
+        let metadata = match self.resource {
+            Some(resource) => {
+                let mut bearer_methods = vec!["header"];
+                if self.sources.query {
+                    bearer_methods.push("query");
+                }
+                let facts = GuardFacts {
+                    issuers: self.issuer.iter().cloned().collect(),
+                    bearer_methods,
+                    dpop_algs: dpop
+                        .as_ref()
+                        .map(|d| d.algs.split(' ').map(Into::into).collect()),
+                    dpop_required: dpop.as_ref().is_some_and(|d| d.required),
+                    certificate_bound: self.mtls.is_some(),
+                };
+                Some(Arc::new(
+                    resource
+                        .build(facts)
+                        .map_err(BuildError::InvalidResourceMetadata)?,
+                ))
+            }
+            None => None,
+        };
         let challenge = Arc::new(ChallengeConfig {
             realm: realm.into(),
             render: self.render,
@@ -620,6 +663,7 @@ impl TokenGuardBuilder {
                 bearer: !d.required,
             }),
             used: Scheme::Bearer,
+            resource_metadata: metadata.as_ref().map(|m| m.url.clone()),
         });
         let dpop_challenge = Arc::new(challenge.for_scheme(Scheme::Dpop));
         let mtls = match self.mtls {
@@ -736,6 +780,7 @@ impl TokenGuardBuilder {
                     dpop_challenge,
                     binders: Binders { dpop, mtls },
                 },
+                metadata,
             }),
         })
     }
@@ -847,6 +892,7 @@ mod tests {
         assert!(b.introspection.is_none() && row("opaque tokens").contains("off"));
         assert!(b.dpop.is_none() && row("DPoP").contains("off"));
         assert!(b.mtls.is_none() && row("certificate-bound tokens").contains("refused"));
+        assert!(b.resource.is_none() && row("RFC 9728 metadata").contains("none"));
         assert_eq!(b.algorithms, DEFAULT_ALGORITHMS);
         assert!(!b.allow_untyped && row("`typ`").contains("`at+jwt` required"));
         assert!(

@@ -105,6 +105,22 @@ fn check_token68(token: &[u8]) -> Result<&str, AuthError> {
     std::str::from_utf8(token).map_err(|_| malformed())
 }
 
+/// The scheme of the request's `Authorization` header, for rendering a
+/// refusal of a credential that could not be read.
+pub(crate) fn scheme_of(headers: &HeaderMap, dpop: bool) -> Scheme {
+    let is_dpop = headers.get(header::AUTHORIZATION).is_some_and(|v| {
+        v.as_bytes()
+            .trim_ascii_start()
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"dpop "))
+    });
+    if dpop && is_dpop {
+        Scheme::Dpop
+    } else {
+        Scheme::Bearer
+    }
+}
+
 /// What the form-body layer found (RFC 6750 §2.2), for this step to read.
 #[derive(Clone)]
 pub(crate) struct FormToken(pub(crate) Result<String, AuthError>);

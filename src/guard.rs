@@ -59,6 +59,17 @@ pub(crate) struct GuardInner {
     /// One verifier per trusted issuer (one, unless built by `multi_issuer`).
     pub(crate) issuers: Vec<Arc<IssuerVerifier>>,
     pub(crate) request: RequestSettings,
+    /// The RFC 9728 document, when configured.
+    pub(crate) metadata: Option<Arc<ResourceMetadata>>,
+}
+
+/// A rendered RFC 9728 document and where it is served.
+pub(crate) struct ResourceMetadata {
+    /// Its URL (what challenges name in `resource_metadata`).
+    pub(crate) url: Arc<str>,
+    /// The paths to serve it at.
+    pub(crate) paths: Vec<String>,
+    pub(crate) json: bytes::Bytes,
 }
 
 /// The request-level settings: where the token is looked for, how large it
@@ -132,7 +143,10 @@ impl TokenGuard {
             inner.request.max_token_len,
         );
         let found = match found {
-            Err(e) => return Outcome::Refuse(e, Scheme::Bearer),
+            Err(e) => {
+                let scheme = credential::scheme_of(req.headers(), inner.request.sources.dpop);
+                return Outcome::Refuse(e, scheme);
+            }
             Ok(None) if optional => {
                 // No token: extractors still need the challenge settings.
                 req.extensions_mut()

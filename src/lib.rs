@@ -108,6 +108,7 @@ mod form;
 mod guard;
 mod keys;
 mod layer;
+mod metadata;
 mod observe;
 #[cfg(feature = "redis")]
 mod redis;
@@ -136,6 +137,7 @@ pub use guard::{TokenGuard, WarmUpError};
 pub use jsonwebtoken::Algorithm;
 pub use keys::KeySetStatus;
 pub use layer::{ResponseFuture, TokenGuardLayer, TokenGuardService};
+pub use metadata::ProtectedResource;
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreError};
 pub use scope::{AnyOf, Scope, ScopeRequirement, ScopeTuple, Scopes};

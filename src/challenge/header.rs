@@ -83,6 +83,13 @@ impl AuthError {
                     error,
                     algs.filter(|_| scheme == Scheme::Dpop),
                 );
+                if let Some(url) = &ctx.resource_metadata {
+                    // RFC 9728 §5.1. The URL was checked at build time, and a
+                    // serialized URL holds no `"` or `\`.
+                    out.push_str(", resource_metadata=\"");
+                    out.push_str(url);
+                    out.push('"');
+                }
                 out
             })
             .collect()

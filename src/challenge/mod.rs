@@ -88,6 +88,8 @@ pub(crate) struct ChallengeConfig {
     /// The scheme of the request being answered: its challenge carries the
     /// error.
     pub(crate) used: Scheme,
+    /// The URL of the RFC 9728 metadata document, named in every challenge.
+    pub(crate) resource_metadata: Option<Arc<str>>,
 }
 
 /// The `DPoP` challenge's settings.
@@ -116,6 +118,7 @@ impl fmt::Debug for ChallengeConfig {
             .field("render", &self.render.as_ref().map(|_| "<fn>"))
             .field("dpop", &self.dpop)
             .field("used", &self.used)
+            .field("resource_metadata", &self.resource_metadata)
             .finish()
     }
 }
@@ -127,6 +130,7 @@ impl Default for ChallengeConfig {
             render: None,
             dpop: None,
             used: Scheme::Bearer,
+            resource_metadata: None,
         }
     }
 }

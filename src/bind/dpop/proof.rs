@@ -184,6 +184,18 @@ pub(crate) fn check(
     if PRIVATE_MEMBERS.iter().any(|m| header.jwk.contains_key(*m)) {
         return Err(InvalidProof::PrivateKey);
     }
+    // Checked before the key cache, so that a cached key never lets a
+    // `jwk` through that would not parse (RFC 7517 §4.2–4.4).
+    let member = |name: &str| header.jwk.get(name);
+    let fits = member("use").is_none_or(|u| u == "sig")
+        && member("key_ops").is_none_or(|ops| {
+            ops.as_array()
+                .is_some_and(|o| o.iter().any(|op| op == "verify"))
+        })
+        && member("alg").is_none_or(|a| a.as_str() == Some(header.alg.as_str()));
+    if !fits {
+        return Err(InvalidProof::InvalidKey);
+    }
     let thumbprint = thumbprint(&header.jwk).ok_or(InvalidProof::InvalidKey)?;
     let cache_key = (thumbprint, alg);
     let key = match keys.0.get(&cache_key) {
