@@ -108,6 +108,8 @@ mod form;
 mod guard;
 mod keys;
 mod layer;
+#[cfg(feature = "mcp")]
+mod mcp;
 mod metadata;
 mod observe;
 #[cfg(feature = "redis")]

@@ -1,0 +1,1 @@
+//! Per-operation scopes for MCP servers (feature `mcp`).
