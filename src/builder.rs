@@ -32,6 +32,7 @@ use crate::guard::{GuardInner, RequestSettings, TokenGuard};
 use crate::keys::remote::{RemoteConfig, RemoteKeys, RemoteSource};
 use crate::keys::{KeyError, KeyRules, KeySet, VerifyingKey};
 use crate::metadata::{GuardFacts, ProtectedResource};
+use crate::scope::ScopeHierarchy;
 use crate::syntax::Scheme;
 use crate::verify::cache::{TokenCache, TokenCacheConfig};
 use crate::verify::introspect::config::Method;
@@ -208,7 +209,7 @@ impl std::error::Error for BuildError {}
 /// | leeway | 30 s (at most 5 min) |
 /// | lifetime (`exp` − `iat`) | at most 24 h ([`max_lifetime`](Self::max_lifetime)) |
 /// | RSA keys without `alg` | RS256 ([`rsa_algorithm`](Self::rsa_algorithm)) |
-/// | scopes | the `scope` claim ([`scope_source`](Self::scope_source)) |
+/// | scopes | the `scope` claim ([`scope_source`](Self::scope_source)), matched exactly ([`scope_hierarchy`](Self::scope_hierarchy)) |
 /// | token sources | `Authorization: Bearer` only ([`token_sources`](Self::token_sources)) |
 /// | token size | at most 8 KiB ([`max_token_size`](Self::max_token_size)) |
 /// | realm | `api` ([`realm`](Self::realm)) |
@@ -234,6 +235,7 @@ pub struct TokenGuardBuilder {
     max_lifetime: Option<Duration>,
     max_token_len: usize,
     scope_source: ScopeSource,
+    hierarchy: Option<ScopeHierarchy>,
     sources: TokenSources,
     realm: String,
     render: Option<ErrorBodyRenderer>,
@@ -278,6 +280,7 @@ impl Default for TokenGuardBuilder {
             max_lifetime: Some(defaults::MAX_LIFETIME),
             max_token_len: defaults::MAX_TOKEN_SIZE,
             scope_source: ScopeSource::default(),
+            hierarchy: None,
             sources: TokenSources::default(),
             realm: defaults::REALM.into(),
             render: None,
@@ -420,6 +423,14 @@ impl TokenGuardBuilder {
     /// Where scopes are read from (default: the `scope` claim).
     pub fn scope_source(mut self, source: ScopeSource) -> Self {
         self.scope_source = source;
+        self
+    }
+
+    /// Scopes that imply others (opt-in; matching is exact by default): a
+    /// token's granted scopes are expanded once, when it is verified, so
+    /// every extractor and layer sees them.
+    pub fn scope_hierarchy(mut self, hierarchy: ScopeHierarchy) -> Self {
+        self.hierarchy = Some(hierarchy);
         self
     }
 
@@ -694,6 +705,17 @@ impl TokenGuardBuilder {
                 .map(|d| d.as_secs().min(i64::MAX as u64) as i64),
             max_token_len: self.max_token_len,
             scope_source: self.scope_source,
+            hierarchy: match self.hierarchy {
+                Some(h) => {
+                    if let Some(bad) = h.names().find(|n| !crate::syntax::is_valid_scope_token(n)) {
+                        return Err(BuildError::ConflictingSettings(format!(
+                            "the scope hierarchy names {bad:?}, which is not a scope token (RFC 6749 §3.3)"
+                        )));
+                    }
+                    Some(Arc::new(h))
+                }
+                None => None,
+            },
         };
 
         let rules = KeyRules {

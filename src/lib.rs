@@ -142,7 +142,7 @@ pub use layer::{ResponseFuture, TokenGuardLayer, TokenGuardService};
 pub use metadata::ProtectedResource;
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreError};
-pub use scope::{AnyOf, Scope, ScopeRequirement, ScopeTuple, Scopes};
+pub use scope::{AnyOf, Scope, ScopeHierarchy, ScopeRequirement, ScopeTuple, Scopes};
 pub use verify::cache::TokenCacheConfig;
 pub use verify::introspect::{
     ClientAuth, IntrospectionConfig, SharedIntrospectionCache, TokenDigest,
@@ -153,6 +153,7 @@ pub use verify::introspect::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::credential::parse_authorization;
+    pub use crate::scope::{ScopeLiteral, scope_chunk};
     pub use crate::syntax::{is_scope_char, is_token68, is_valid_scope_token};
 }
 

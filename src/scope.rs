@@ -75,7 +75,70 @@ impl fmt::Debug for Scopes {
     }
 }
 
-/// One scope, as a type. Made by [`scopes!`](crate::scopes).
+/// Scopes that imply others, opt-in (exact matching stays the default): with
+/// `files:admin` implying `files:read` and `files:write`, a token granted
+/// `files:admin` satisfies a requirement of `files:read`. Applied once, when
+/// the token is verified, transitively; a 403 still names the scopes the
+/// operation needs. See
+/// [`TokenGuardBuilder::scope_hierarchy`](crate::TokenGuardBuilder::scope_hierarchy).
+///
+/// ```
+/// use tokenguard::{ScopeHierarchy, Scopes};
+/// let h = ScopeHierarchy::new()
+///     .implies("files:admin", ["files:read", "files:write"])
+///     .implies("files:write", ["files:read"]);
+/// let granted = h.expand(&Scopes::from_space_separated("files:admin"));
+/// assert!(granted.contains("files:read") && granted.contains("files:write"));
+/// assert!(!h.expand(&Scopes::from_space_separated("files:read")).contains("files:write"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ScopeHierarchy {
+    // scope → the scopes it implies directly.
+    implies: std::collections::BTreeMap<Box<str>, Vec<Box<str>>>,
+}
+
+impl ScopeHierarchy {
+    /// No scope implies another.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `scope` implies each of `implied` (and whatever they imply).
+    pub fn implies<'a>(mut self, scope: &str, implied: impl IntoIterator<Item = &'a str>) -> Self {
+        self.implies
+            .entry(scope.into())
+            .or_default()
+            .extend(implied.into_iter().map(Box::from));
+        self
+    }
+
+    /// `granted` with every scope it implies added.
+    pub fn expand(&self, granted: &Scopes) -> Scopes {
+        if self.implies.is_empty() {
+            return granted.clone();
+        }
+        let mut all: std::collections::BTreeSet<&str> = granted.iter().collect();
+        let mut todo: Vec<&str> = all.iter().copied().collect();
+        while let Some(scope) = todo.pop() {
+            for implied in self.implies.get(scope).into_iter().flatten() {
+                if all.insert(implied) {
+                    todo.push(implied);
+                }
+            }
+        }
+        all.into_iter().collect()
+    }
+
+    /// Every name in it, for validation.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.implies
+            .iter()
+            .flat_map(|(k, v)| std::iter::once(&**k).chain(v.iter().map(|s| &**s)))
+    }
+}
+
+/// One scope, as a type. Made by [`scopes!`](crate::scopes) or
+/// [`scope!`](crate::scope).
 pub trait Scope: Send + Sync + 'static {
     /// The scope's name, as it appears in tokens.
     const NAME: &'static str;
@@ -201,11 +264,138 @@ macro_rules! scopes {
     };
 }
 
+/// A scope named by its literal at the use site: what
+/// [`scope!`](crate::scope) expands to. The name is carried as its bytes in
+/// const parameters (stable Rust has no `&str` const parameters), 64 bytes
+/// at most.
+#[doc(hidden)]
+pub struct ScopeLiteral<
+    const A: u128,
+    const B: u128,
+    const C: u128,
+    const D: u128,
+    const LEN: usize,
+>;
+
+/// The bytes of `s` from `16 * chunk`, packed into a `u128`.
+#[doc(hidden)]
+pub const fn scope_chunk(s: &str, chunk: usize) -> u128 {
+    let bytes = s.as_bytes();
+    assert!(
+        crate::syntax::is_valid_scope_token(s),
+        "a scope must be a non-empty RFC 6749 scope-token (no space, quote or backslash)"
+    );
+    assert!(
+        bytes.len() <= 64,
+        "scope! takes scopes of at most 64 bytes; use scopes! for longer ones"
+    );
+    let mut out = 0u128;
+    let mut i = 0;
+    while i < 16 {
+        let at = chunk * 16 + i;
+        if at < bytes.len() {
+            #[allow(clippy::indexing_slicing, reason = "bounds checked on the line above")]
+            let b = bytes[at];
+            out |= (b as u128) << (8 * i);
+        }
+        i += 1;
+    }
+    out
+}
+
+#[allow(
+    clippy::indexing_slicing,
+    reason = "compile-time loop over 64 fixed indices"
+)]
+const fn unpack(parts: [u128; 4]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        out[i] = (parts[i / 16] >> (8 * (i % 16))) as u8;
+        i += 1;
+    }
+    out
+}
+
+impl<const A: u128, const B: u128, const C: u128, const D: u128, const LEN: usize>
+    ScopeLiteral<A, B, C, D, LEN>
+{
+    const BYTES: [u8; 64] = unpack([A, B, C, D]);
+}
+
+impl<const A: u128, const B: u128, const C: u128, const D: u128, const LEN: usize> Scope
+    for ScopeLiteral<A, B, C, D, LEN>
+{
+    const NAME: &'static str = {
+        let (name, _) = Self::BYTES.split_at(LEN);
+        match std::str::from_utf8(name) {
+            Ok(name) => name,
+            Err(_) => panic!("not a scope"),
+        }
+    };
+}
+
+/// A scope named at the handler: `RequireScope<scope!("read:invoices")>`,
+/// checked at compile time like [`scopes!`](crate::scopes) (at most 64
+/// bytes).
+///
+/// ```
+/// use tokenguard::{Scope, scope};
+/// type Read = scope!("read:invoices");
+/// assert_eq!(<Read as Scope>::NAME, "read:invoices");
+/// async fn list(_: tokenguard::RequireScope<scope!("read:invoices")>) -> &'static str { "[]" }
+/// # let _ = list;
+/// ```
+///
+/// ```compile_fail
+/// type Bad = tokenguard::scope!("has space");
+/// let _ = <Bad as tokenguard::Scope>::NAME;
+/// ```
+#[macro_export]
+macro_rules! scope {
+    ($name:literal) => {
+        $crate::__private::ScopeLiteral<
+            { $crate::__private::scope_chunk($name, 0) },
+            { $crate::__private::scope_chunk($name, 1) },
+            { $crate::__private::scope_chunk($name, 2) },
+            { $crate::__private::scope_chunk($name, 3) },
+            { $name.len() },
+        >
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     crate::scopes! { A = "a"; B = "b:write"; C = "c"; }
+
+    #[test]
+    fn literal_scopes_round_trip() {
+        assert_eq!(<crate::scope!("a") as Scope>::NAME, "a");
+        assert_eq!(
+            <crate::scope!("read:invoices") as Scope>::NAME,
+            "read:invoices"
+        );
+        const LONG: &str = "https://api.example.com/scopes/invoices.read.all-of-them_0123456";
+        assert_eq!(LONG.len(), 64);
+        assert_eq!(<crate::scope!("https://api.example.com/scopes/invoices.read.all-of-them_0123456") as Scope>::NAME, LONG);
+        let s = Scopes::from_space_separated("read:invoices");
+        assert!(<(crate::scope!("read:invoices"),)>::is_satisfied(&s));
+        assert!(!<crate::scope!("read:invoice") as ScopeRequirement>::is_satisfied(&s));
+    }
+
+    #[test]
+    fn hierarchies_expand_transitively() {
+        let h = ScopeHierarchy::new()
+            .implies("admin", ["write"])
+            .implies("write", ["read"])
+            .implies("read", ["admin"]); // a cycle terminates
+        let s = h.expand(&Scopes::from_space_separated("write"));
+        assert_eq!(s.iter().collect::<Vec<_>>(), ["admin", "read", "write"]);
+        let none = ScopeHierarchy::new();
+        assert_eq!(none.expand(&Scopes::from_space_separated("x")).len(), 1);
+    }
 
     #[test]
     fn matching_is_exact() {

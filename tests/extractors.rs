@@ -482,3 +482,79 @@ async fn wraps_a_service_with_tonic_bodies() {
         .unwrap();
     assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::OK);
 }
+
+/// `RequireScope<scope!("…")>`: the literal at the handler, matched exactly
+/// and named in the 403 like a declared scope.
+#[tokio::test]
+async fn scope_literals_at_the_handler() {
+    let issuer = TestIssuer::new();
+    let app = Router::new()
+        .route(
+            "/literal",
+            get(|_: RequireScope<tokenguard::scope!("read:invoices")>| async { "ok" }),
+        )
+        .route(
+            "/both",
+            get(
+                |_: RequireScope<(tokenguard::scope!("read:invoices"), WriteInvoices)>| async {
+                    "ok"
+                },
+            ),
+        )
+        .layer(issuer.guard("https://api").layer());
+    let token = |scope: &str| issuer.token().audience("https://api").scope(scope).mint();
+    let res = bearer(&app, "/literal", &token("read:invoices")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = bearer(&app, "/literal", &token("read:invoice")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(challenge(&res).unwrap(), scope_challenge("read:invoices"));
+    let res = bearer(&app, "/both", &token("read:invoices")).await;
+    assert_eq!(
+        challenge(&res).unwrap(),
+        scope_challenge("read:invoices write:invoices")
+    );
+}
+
+/// An opt-in hierarchy: `files:admin` implies `files:read`; without it,
+/// matching stays exact; the 403 names what the route needs.
+#[tokio::test]
+async fn scope_hierarchy_is_opt_in() {
+    let issuer = TestIssuer::new();
+    let route = || {
+        Router::new().route(
+            "/files",
+            get(|_: RequireScope<tokenguard::scope!("files:read")>| async { "ok" }),
+        )
+    };
+    let with = issuer
+        .guard_builder("https://api")
+        .scope_hierarchy(
+            tokenguard::ScopeHierarchy::new().implies("files:admin", ["files:read", "files:write"]),
+        )
+        .build()
+        .unwrap();
+    let exact = issuer.guard("https://api");
+    let admin = issuer
+        .token()
+        .audience("https://api")
+        .scope("files:admin")
+        .mint();
+    let res = bearer(&route().layer(with.layer()), "/files", &admin).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = bearer(&route().layer(exact.layer()), "/files", &admin).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(challenge(&res).unwrap(), scope_challenge("files:read"));
+    // The expansion is visible to handlers, not only to extractors.
+    assert!(
+        with.verify(&admin)
+            .await
+            .unwrap()
+            .scopes()
+            .contains("files:write")
+    );
+    let bad = issuer
+        .guard_builder("https://api")
+        .scope_hierarchy(tokenguard::ScopeHierarchy::new().implies("a b", ["c"]))
+        .build();
+    assert!(bad.is_err());
+}

@@ -33,6 +33,23 @@ pub(crate) struct Policy {
     pub(crate) max_lifetime: Option<i64>,
     pub(crate) max_token_len: usize,
     pub(crate) scope_source: ScopeSource,
+    /// Scopes that imply others, when configured.
+    pub(crate) hierarchy: Option<Arc<crate::scope::ScopeHierarchy>>,
+}
+
+impl Policy {
+    /// The scopes `claims` grant: the scope source, then the hierarchy.
+    /// `Err(claim)` for a claim of the wrong type.
+    pub(crate) fn scopes(
+        &self,
+        claims: &AccessTokenClaims,
+    ) -> Result<crate::scope::Scopes, &'static str> {
+        let scopes = self.scope_source.read(claims)?;
+        Ok(match &self.hierarchy {
+            Some(h) => h.expand(&scopes),
+            None => scopes,
+        })
+    }
 }
 
 /// Which claims must be present for [`Policy::check_claims`] (`exp` always is).
@@ -184,8 +201,7 @@ impl Policy {
             .map_err(|_| invalid(InvalidToken::InvalidClaim("claims")))?;
         self.check_claims(&claims, NumericDate::now().as_secs(), Required::ALL)?;
         let scopes = self
-            .scope_source
-            .read(&claims)
+            .scopes(&claims)
             .map_err(|claim| invalid(InvalidToken::InvalidClaim(claim)))?;
         Ok(Arc::new(AccessToken {
             claims: Arc::new(claims),

@@ -75,7 +75,7 @@ pub(crate) fn read(body: Bytes, policy: &Policy, require_aud: bool) -> Result<An
     if let Err(e) = policy.check_claims(&claims, NumericDate::now().as_secs(), required) {
         return Ok(Answer::Refused(e));
     }
-    let scopes = match policy.scope_source.read(&claims) {
+    let scopes = match policy.scopes(&claims) {
         Ok(scopes) => scopes,
         Err(claim) => return refuse(InvalidToken::InvalidClaim(claim)),
     };
@@ -102,6 +102,7 @@ mod tests {
             max_lifetime: Some(24 * 3600),
             max_token_len: 8192,
             scope_source: ScopeSource::default(),
+            hierarchy: None,
         }
     }
 
