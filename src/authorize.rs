@@ -198,3 +198,154 @@ where
         }
     }
 }
+
+/// A step-up requirement (RFC 9470): the user must have authenticated with
+/// one of these `acr` values and/or within `max_age`. Refused with 401
+/// `insufficient_user_authentication` naming `acr_values` / `max_age`, so
+/// that the client can ask the authorization server for a stronger or
+/// fresher authentication. Use it as a route layer ([`StepUp::layer`]) or in
+/// a handler ([`StepUp::check`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use tokenguard::{StepUp, testing::TestIssuer};
+/// let issuer = TestIssuer::new();
+/// let mfa = StepUp::acr_values(["urn:example:mfa"]).max_age(Duration::from_secs(300));
+/// let token = issuer.guard("https://api").verify(
+///     &issuer.token().audience("https://api").claim("acr", "urn:example:pwd").mint(),
+/// ).await.unwrap();
+/// let err = mfa.check(&token).unwrap_err();
+/// assert_eq!(err.status(), 401);
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct StepUp {
+    acr_values: Option<Arc<[Box<str>]>>,
+    max_age: Option<std::time::Duration>,
+}
+
+impl StepUp {
+    /// The user must have authenticated with one of these `acr` values.
+    ///
+    /// # Panics
+    /// If a value is not a valid `acr` (printable ASCII without space, `"`
+    /// or `\`): a configuration error, caught when the route is built.
+    #[allow(
+        clippy::panic,
+        reason = "configuration, at start-up, never per request"
+    )]
+    pub fn acr_values<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+        let values: Arc<[Box<str>]> = values.into_iter().map(Box::from).collect();
+        if let Some(bad) = values
+            .iter()
+            .find(|v| !crate::syntax::is_valid_scope_token(v))
+        {
+            panic!("{bad:?} is not a valid acr value");
+        }
+        Self {
+            acr_values: Some(values),
+            max_age: None,
+        }
+    }
+
+    /// The user must have authenticated at most this long ago (`auth_time`).
+    pub fn max_age(mut self, max_age: std::time::Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
+    }
+
+    /// Whether `token` satisfies the requirement.
+    pub fn check(&self, token: &AccessToken) -> Result<(), AuthError> {
+        let claims = token.claims();
+        let acr_ok = self.acr_values.as_ref().is_none_or(|values| {
+            claims
+                .acr
+                .as_deref()
+                .is_some_and(|acr| values.iter().any(|v| &**v == acr))
+        });
+        let age_ok = self.max_age.is_none_or(|max| {
+            claims.auth_time.is_some_and(|at| {
+                let age = crate::claims::NumericDate::now()
+                    .as_secs()
+                    .saturating_sub(at.as_secs());
+                age >= -60 && age.unsigned_abs() <= max.as_secs()
+            })
+        });
+        if acr_ok && age_ok {
+            return Ok(());
+        }
+        Err(AuthError::new(
+            crate::error::AuthErrorKind::InsufficientUserAuthentication {
+                acr_values: self.acr_values.as_ref().map(|v| v.join(" ")),
+                max_age: self.max_age.map(|d| d.as_secs()),
+            },
+        ))
+    }
+
+    /// This requirement as a route layer, inside the guard's layer.
+    pub fn layer(&self) -> StepUpLayer {
+        StepUpLayer(self.clone())
+    }
+}
+
+/// Applies [`StepUpService`]. Made by [`StepUp::layer`].
+#[derive(Clone, Debug)]
+pub struct StepUpLayer(StepUp);
+
+impl<S> Layer<S> for StepUpLayer {
+    type Service = StepUpService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        StepUpService {
+            inner,
+            rule: self.0.clone(),
+        }
+    }
+}
+
+/// The service of [`StepUpLayer`]: 401 without a verified token, 401
+/// `insufficient_user_authentication` when the requirement is not met.
+#[derive(Clone, Debug)]
+pub struct StepUpService<S> {
+    inner: S,
+    rule: StepUp,
+}
+
+impl<S> StepUpService<S> {
+    inner_service_accessors!();
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for StepUpService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: ChallengeBody,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = RequireScopeFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let checked = req
+            .extensions()
+            .get::<Arc<AccessToken>>()
+            .ok_or_else(AuthError::missing_token)
+            .and_then(|token| self.rule.check(token));
+        match checked {
+            Ok(()) => RequireScopeFuture {
+                state: ScopeState::Inner {
+                    fut: self.inner.call(req),
+                },
+            },
+            Err(e) => RequireScopeFuture {
+                state: ScopeState::Rejected {
+                    resp: Some(reject(&e, &challenge_config(req.extensions()))),
+                },
+            },
+        }
+    }
+}

@@ -69,6 +69,16 @@ pub enum AuthErrorKind {
         /// When the client may retry.
         retry_after: Duration,
     },
+    /// The token's user authentication is not strong or recent enough for
+    /// this resource (401 `insufficient_user_authentication`, RFC 9470 §3):
+    /// the client should get a new token with these `acr_values` and/or
+    /// this `max_age`.
+    InsufficientUserAuthentication {
+        /// Acceptable authentication context classes, space-separated.
+        acr_values: Option<String>,
+        /// Longest time since the user authenticated, in seconds.
+        max_age: Option<u64>,
+    },
     /// The DPoP proof is missing or invalid (401 `invalid_dpop_proof`,
     /// RFC 9449 §7.1).
     InvalidDpopProof(InvalidProof),
@@ -334,7 +344,8 @@ impl AuthError {
             AuthErrorKind::MissingToken
             | AuthErrorKind::InvalidToken(_)
             | AuthErrorKind::InvalidDpopProof(_)
-            | AuthErrorKind::UseDpopNonce { .. } => StatusCode::UNAUTHORIZED,
+            | AuthErrorKind::UseDpopNonce { .. }
+            | AuthErrorKind::InsufficientUserAuthentication { .. } => StatusCode::UNAUTHORIZED,
             AuthErrorKind::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             AuthErrorKind::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             AuthErrorKind::KeysUnavailable { .. }
@@ -352,6 +363,9 @@ impl AuthError {
             AuthErrorKind::InsufficientScope { .. } => Some("insufficient_scope"),
             AuthErrorKind::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
             AuthErrorKind::UseDpopNonce { .. } => Some("use_dpop_nonce"),
+            AuthErrorKind::InsufficientUserAuthentication { .. } => {
+                Some("insufficient_user_authentication")
+            }
             _ => None,
         }
     }
@@ -373,6 +387,9 @@ impl AuthError {
             }
             AuthErrorKind::InvalidDpopProof(r) => r.description(),
             AuthErrorKind::UseDpopNonce { .. } => "Resend the request with the DPoP nonce given",
+            AuthErrorKind::InsufficientUserAuthentication { .. } => {
+                "A different authentication level is required"
+            }
             AuthErrorKind::ReplayCheckUnavailable { .. } => {
                 "The DPoP proof cannot be checked right now; try again later"
             }

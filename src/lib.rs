@@ -120,7 +120,10 @@ mod syntax;
 pub mod testing;
 mod verify;
 
-pub use authorize::{RequireScopeFuture, RequireScopeLayer, RequireScopeService, require_scope};
+pub use authorize::{
+    RequireScopeFuture, RequireScopeLayer, RequireScopeService, StepUp, StepUpLayer, StepUpService,
+    require_scope,
+};
 pub use bind::dpop::{
     DpopConfig, MemoryReplayStore, NonceConfig, ReplayFuture, ReplayKey, ReplayStore,
     ReplayStoreError, Seen, WeakSecret,

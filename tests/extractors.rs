@@ -558,3 +558,46 @@ async fn scope_hierarchy_is_opt_in() {
         .build();
     assert!(bad.is_err());
 }
+
+/// Step-up (RFC 9470): a route needing `acr` and a recent `auth_time`
+/// answers 401 `insufficient_user_authentication` with `acr_values` and
+/// `max_age` until the token qualifies.
+#[tokio::test]
+async fn step_up_on_a_route() {
+    let issuer = TestIssuer::new();
+    let mfa = tokenguard::StepUp::acr_values(["urn:example:mfa"])
+        .max_age(std::time::Duration::from_secs(300));
+    let app = Router::new()
+        .route("/pay", get(|| async { "paid" }))
+        .route_layer(mfa.layer())
+        .layer(issuer.guard("https://api").layer());
+    let now = tokenguard::NumericDate::now().as_secs();
+    let token = |acr: &str, auth_time: i64| {
+        issuer
+            .token()
+            .audience("https://api")
+            .claim("acr", acr)
+            .claim("auth_time", auth_time)
+            .mint()
+    };
+    let expected = r#"Bearer realm="api", error="insufficient_user_authentication", error_description="A different authentication level is required", acr_values="urn:example:mfa", max_age="300""#;
+    for refused in [
+        token("urn:example:pwd", now),
+        token("urn:example:mfa", now - 301),
+    ] {
+        let res = bearer(&app, "/pay", &refused).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(challenge(&res).unwrap(), expected);
+    }
+    let no_auth_time = issuer
+        .token()
+        .audience("https://api")
+        .claim("acr", "urn:example:mfa")
+        .mint();
+    assert_eq!(
+        bearer(&app, "/pay", &no_auth_time).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let res = bearer(&app, "/pay", &token("urn:example:mfa", now - 10)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}

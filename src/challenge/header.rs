@@ -152,6 +152,26 @@ fn render(
         out.push_str("\", error_description=\"");
         out.push_str(err.description());
         out.push('"');
+        if let AuthErrorKind::InsufficientUserAuthentication {
+            acr_values,
+            max_age,
+        } = err.kind()
+        {
+            // RFC 9470 §3. Values were checked when configured.
+            if let Some(acr) = acr_values {
+                out.push_str(", acr_values=\"");
+                out.extend(
+                    acr.chars()
+                        .filter(|c| crate::syntax::is_scope_char_or_space(*c)),
+                );
+                out.push('"');
+            }
+            if let Some(age) = max_age {
+                out.push_str(", max_age=\"");
+                out.push_str(&age.to_string());
+                out.push('"');
+            }
+        }
         if let AuthErrorKind::InsufficientScope { required } = err.kind() {
             out.push_str(", scope=\"");
             // Defence in depth: only scope-token characters may be echoed.
