@@ -36,6 +36,20 @@
 //   algorithms: ES256 ES384 EdDSA Ed25519 RS256 PS256. No DPoP nonces (no
 //   `nonceSecret`): proofs need only an `iat` within oidc-provider's window;
 //   a replayed proof `jti` is refused. interop/dpop.mjs makes the proofs;
+// - certificate-bound access tokens (RFC 8705 §3), as behind a
+//   TLS-terminating proxy: the proxy (the tests) forwards the client's
+//   certificate in the RFC 9440 `Client-Cert` header, an RFC 8941 byte
+//   sequence of its DER (`:base64:`), the same header tokenguard reads with
+//   `MtlsConfig::from_proxy_header("client-cert")`. This server does not
+//   check the certificate (the proxy would have): it binds to whatever it
+//   gets. The client MTLS_CLIENT_ID / MTLS_CLIENT_SECRET below
+//   (client_secret_basic, client_credentials only) has
+//   `tls_client_certificate_bound_access_tokens`: its token requests need the
+//   header (400 invalid_grant without it), and its access tokens, JWT or
+//   opaque, for any resource above, carry `cnf["x5t#S256"]`, base64url
+//   SHA-256 of the DER (in the JWT, or in the introspection answer). A
+//   malformed or repeated header is answered 400 invalid_request. Other
+//   clients' tokens are not bound, header or not;
 // - token introspection (RFC 7662, /token/introspection) and revocation
 //   (RFC 7009, /token/revocation). oidc-provider introspects and revokes
 //   opaque tokens only: a JWT gets 400 `unsupported_token_type`;
@@ -67,6 +81,12 @@ const CLIENT_SECRET = 'tokenguard-interop-secret-0123456789abcdef';
 const REDIRECT_URI = 'https://client.example.com/callback';
 const SCOPE = 'read:invoices write:invoices';
 const ACCESS_TOKEN_TTL = 300;
+
+/** The client whose access tokens are bound to its certificate. */
+const MTLS_CLIENT_ID = 'tokenguard-interop-mtls';
+const MTLS_CLIENT_SECRET = 'tokenguard-interop-mtls-secret-0123456789abcdef';
+/** The RFC 9440 header the TLS-terminating proxy sets. */
+const CLIENT_CERT_HEADER = 'client-cert';
 
 /** The resource servers' own clients: they introspect, nothing else. */
 const RS_BASIC_ID = 'tokenguard-rs-basic';
@@ -165,6 +185,23 @@ function generateRsKey() {
   };
 }
 
+/**
+ * The client certificate the proxy forwards: the RFC 9440 header, one RFC
+ * 8941 byte sequence (no parameters); undefined without it.
+ */
+function getCertificate(ctx) {
+  const value = ctx.req.headers[CLIENT_CERT_HEADER];
+  if (value === undefined) return undefined;
+  // Node joins repeated headers with ", ": that is no byte sequence either.
+  const match = /^:([A-Za-z0-9+/]+={0,2}):$/.exec(value.trim());
+  if (!match) throw new errors.InvalidRequest(`malformed ${CLIENT_CERT_HEADER} header`);
+  try {
+    return new crypto.X509Certificate(Buffer.from(match[1], 'base64'));
+  } catch {
+    throw new errors.InvalidRequest(`${CLIENT_CERT_HEADER} is not a certificate`);
+  }
+}
+
 /** A client that only introspects: no grant, no response type. */
 function resourceServerClient(clientId, method, extra) {
   return {
@@ -188,6 +225,15 @@ function configuration(jwks, rsKey) {
         redirect_uris: [REDIRECT_URI],
         token_endpoint_auth_method: 'client_secret_basic',
       },
+      {
+        client_id: MTLS_CLIENT_ID,
+        client_secret: MTLS_CLIENT_SECRET,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+        tls_client_certificate_bound_access_tokens: true,
+      },
       resourceServerClient(RS_BASIC_ID, 'client_secret_basic', { client_secret: RS_BASIC_SECRET }),
       resourceServerClient(RS_POST_ID, 'client_secret_post', { client_secret: RS_POST_SECRET }),
       resourceServerClient(RS_JWT_ID, 'private_key_jwt', {
@@ -210,6 +256,9 @@ function configuration(jwks, rsKey) {
       // access token (`token_type: DPoP`, `cnf.jkt`). No server nonces: with
       // no `nonceSecret` oidc-provider neither requires nor issues them.
       dPoP: { enabled: true, requireNonce: () => false, allowReplay: false },
+      // Certificate-bound access tokens (RFC 8705 §3) for the clients that
+      // ask for them, the certificate from the proxy's header.
+      mTLS: { enabled: true, certificateBoundAccessTokens: true, getCertificate },
       resourceIndicators: {
         enabled: true,
         // No default: clients must name the resource they want a token for.

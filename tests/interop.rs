@@ -958,9 +958,11 @@ async fn cached_keys_keep_verifying_when_the_server_is_gone() {
     }
 }
 
-// A crate root: without `path`, `mod` would look for tests/dpop.rs and
-// tests/introspection.rs.
+// A crate root: without `path`, `mod` would look for tests/dpop.rs,
+// tests/introspection.rs and tests/mtls.rs.
 #[path = "interop/dpop.rs"]
 mod dpop;
 #[path = "interop/introspection.rs"]
 mod introspection;
+#[path = "interop/mtls.rs"]
+mod mtls;

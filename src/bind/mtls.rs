@@ -18,7 +18,8 @@
 use std::fmt;
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
 use sha2::Digest as _;
@@ -166,7 +167,15 @@ fn parse_byte_sequence(value: &[u8]) -> Option<Vec<u8>> {
     if inner.is_empty() || inner.contains(&b':') {
         return None;
     }
-    STANDARD.decode(inner).ok().filter(|der| !der.is_empty())
+    // RFC 8941 §4.2.7: parsers should accept missing padding and non-zero
+    // padding bits.
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    LENIENT.decode(inner).ok().filter(|der| !der.is_empty())
 }
 
 /// Checks the certificate binding of a token bound to `x5t` (`None`: the
@@ -201,6 +210,10 @@ mod tests {
     fn byte_sequences() {
         assert_eq!(parse_byte_sequence(b":AQID:").unwrap(), vec![1, 2, 3]);
         assert_eq!(parse_byte_sequence(b"  :AQID:  ").unwrap(), vec![1, 2, 3]);
+        // Missing padding and non-zero padding bits are accepted (RFC 8941 §4.2.7).
+        assert_eq!(parse_byte_sequence(b":AQI:").unwrap(), vec![1, 2]);
+        assert_eq!(parse_byte_sequence(b":AQI=:").unwrap(), vec![1, 2]);
+        assert_eq!(parse_byte_sequence(b":AQJ=:").unwrap(), vec![1, 2]);
         for bad in [
             &b"AQID"[..],
             b":AQID",
