@@ -18,14 +18,33 @@
 //! are ignored, RFC 8725 §3.10).
 
 pub(crate) mod discovery;
+#[cfg(feature = "aws-lc-rs")]
+pub(crate) mod prepared;
+#[cfg(not(feature = "aws-lc-rs"))]
+#[path = "prepared_none.rs"]
+pub(crate) mod prepared;
 pub(crate) mod remote;
 
 use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 use serde::Deserialize;
+
+/// The crypto backend tokenguard uses, chosen explicitly so that verification
+/// never depends on (or panics for lack of) a process-wide default.
+pub(crate) fn crypto_provider() -> &'static CryptoProvider {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
+    }
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    {
+        &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
+    }
+}
 
 /// Smallest RSA modulus accepted, in bits.
 pub(crate) const MIN_RSA_BITS: usize = 2048;
@@ -47,6 +66,8 @@ pub(crate) struct VerifyingKey {
     /// The one algorithm this key verifies.
     pub(crate) alg: Algorithm,
     pub(crate) key: DecodingKey,
+    /// The key parsed once for `alg`, when the backend can (aws-lc-rs).
+    pub(crate) prepared: Option<prepared::Prepared>,
     /// Identifies the key across key-set refreshes (kid, algorithm and key
     /// material), so that cached verifications can tell whether their key
     /// is still published.
@@ -69,9 +90,21 @@ impl VerifyingKey {
         Self {
             kid,
             alg,
+            prepared: prepared::Prepared::new(alg, &key),
             key,
             fingerprint: h.finish(),
         }
+    }
+
+    /// Whether `signature` is a valid `alg` signature of `message` by this
+    /// key: with the prepared key when there is one, else through
+    /// `jsonwebtoken`'s crypto provider.
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        if let Some(prepared) = &self.prepared {
+            return prepared.verify(message, signature);
+        }
+        (crypto_provider().verifier_factory)(&self.alg, &self.key)
+            .is_ok_and(|v| v.verify(message, &signature.to_vec()).is_ok())
     }
 }
 

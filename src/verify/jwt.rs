@@ -14,7 +14,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use super::cache::TokenCache;
-use super::{Verification, Verifier, VerifyResult, crypto_provider};
+use super::{Verification, Verifier, VerifyResult};
 use crate::claims::ScopeSource;
 use crate::claims::{AccessToken, AccessTokenClaims, NumericDate};
 use crate::error::{AuthError, InvalidToken};
@@ -186,12 +186,7 @@ impl Policy {
         let signature = URL_SAFE_NO_PAD
             .decode(parsed.signature)
             .map_err(|_| invalid(InvalidToken::Malformed))?;
-        let verifier = (crypto_provider().verifier_factory)(&parsed.alg, &key.key)
-            .map_err(|_| invalid(InvalidToken::BadSignature))?;
-        if verifier
-            .verify(parsed.signing_input.as_bytes(), &signature)
-            .is_err()
-        {
+        if !key.verify(parsed.signing_input.as_bytes(), &signature) {
             return Err(invalid(InvalidToken::BadSignature));
         }
         let payload = URL_SAFE_NO_PAD

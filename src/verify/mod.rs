@@ -28,7 +28,6 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::crypto::CryptoProvider;
 use serde::Deserialize;
 
 use crate::claims::AccessToken;
@@ -86,18 +85,7 @@ pub(crate) fn peek_issuer(token: &str, max_len: usize) -> Result<String, AuthErr
         .ok_or_else(|| AuthError::invalid_token(InvalidToken::MissingClaim("iss")))
 }
 
-/// The crypto backend tokenguard uses, chosen explicitly so that verification
-/// never depends on (or panics for lack of) a process-wide default.
-pub(crate) fn crypto_provider() -> &'static CryptoProvider {
-    #[cfg(feature = "aws-lc-rs")]
-    {
-        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
-    }
-    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    {
-        &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
-    }
-}
+pub(crate) use crate::keys::crypto_provider;
 
 /// Installs tokenguard's crypto backend as jsonwebtoken's process-wide
 /// default, unless the application installed one already. With both backends

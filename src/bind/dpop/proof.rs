@@ -18,7 +18,6 @@ use crate::claims::NumericDate;
 use crate::error::InvalidProof;
 use crate::keys::{KeyRules, VerifyingKey, header_alg};
 use crate::syntax::is_b64url;
-use crate::verify::crypto_provider;
 
 /// Largest `DPoP` header value accepted (an RSA-8192 key and signature fit).
 pub(crate) const MAX_PROOF_LEN: usize = 8 * 1024;
@@ -226,12 +225,7 @@ pub(crate) fn check(
     let signature = URL_SAFE_NO_PAD
         .decode(signature)
         .map_err(|_| InvalidProof::Malformed)?;
-    let verifier = (crypto_provider().verifier_factory)(&alg, &key.key)
-        .map_err(|_| InvalidProof::InvalidKey)?;
-    if verifier
-        .verify(signing_input.as_bytes(), &signature)
-        .is_err()
-    {
+    if !key.verify(signing_input.as_bytes(), &signature) {
         return Err(InvalidProof::BadSignature);
     }
     let claims: Claims = serde_json::from_slice(&decode_object(payload, MAX_CLAIMS_LEN)?)
