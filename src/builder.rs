@@ -461,8 +461,9 @@ impl TokenGuardBuilder {
         self.error_body(|e| Some(ErrorBody::standard_json(e)))
     }
 
-    /// The HTTP client for discovery and key fetches. The default one follows
-    /// no redirects; an injected client should not either.
+    /// The HTTP client for discovery, key fetches and introspection. The
+    /// default one follows no redirects; an answer an injected client got
+    /// by following one is refused.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self

@@ -156,6 +156,13 @@ impl Fetcher {
         let fail =
             |e: reqwest::Error| FetchError::new(format!("fetching {url}: {}", e.without_url()));
         let mut resp = request.send().await.map_err(fail)?;
+        // An injected client may follow redirects: the answer must still come
+        // from the URL asked, or a redirect would name another authority.
+        if resp.url() != url {
+            return Err(FetchError::new(format!(
+                "{url} redirected to another URL, which is not trusted (the injected HTTP client follows redirects)"
+            )));
+        }
         let status = resp.status();
         if !status.is_success() {
             let what = if status.is_redirection() {
