@@ -13,10 +13,10 @@ LEVELS = {
     "verify": 3, "extensions": 3, "observe": 3,
     "bind": 4,
     "guard": 5, "redis": 5,
-    "layer": 6, "form": 6, "authorize": 6, "extract": 6, "metadata": 6, "mcp": 6,
+    "layer": 6, "form": 6, "authorize": 6, "extract": 6, "metadata": 6, "mcp": 6, "rmcp": 6,
     "builder": 7, "testing": 7,
 }
-BANNED = {("extract", "guard"), ("extract", "verify"), ("authorize", "guard"), ("authorize", "verify"), ("mcp", "guard"), ("mcp", "verify")}
+BANNED = {("extract", "guard"), ("extract", "verify"), ("authorize", "guard"), ("authorize", "verify"), ("mcp", "guard"), ("mcp", "verify"), ("rmcp", "guard"), ("rmcp", "verify")}
 # Public API only: `testing` names root re-exports (`crate::TokenGuard`), never a module.
 PUBLIC_ONLY = {"testing"}
 NO_FRAMEWORK = {"syntax", "error", "fetch", "scope", "credential", "keys", "claims", "verify", "bind", "redis"}

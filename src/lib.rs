@@ -114,12 +114,16 @@ mod metadata;
 mod observe;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "rmcp")]
+mod rmcp;
 mod scope;
 mod syntax;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod verify;
 
+#[cfg(feature = "rmcp")]
+pub use self::rmcp::{StripCredentials, StripCredentialsLayer, ToolScopes};
 pub use authorize::{
     RequireScopeFuture, RequireScopeLayer, RequireScopeService, StepUp, StepUpLayer, StepUpService,
     require_scope,

@@ -157,8 +157,15 @@ impl ReplayStore for RedisStore {
             let answer: Result<Result<Option<String>, redis::RedisError>, _> =
                 tokio::time::timeout(timeout, cmd.query_async(&mut conn)).await;
             let failure = match answer {
-                // `OK` when set, nil when the key existed.
-                Ok(Ok(Some(_))) => return Ok(Seen::First),
+                // `OK` when set, nil when the key existed. With a fallback,
+                // the local store records every proof too, so that it still
+                // knows them if Redis goes away.
+                Ok(Ok(Some(_))) => {
+                    return match fallback {
+                        Some(local) => local.record(key, ttl).await.or(Ok(Seen::First)),
+                        None => Ok(Seen::First),
+                    };
+                }
                 Ok(Ok(None)) => return Ok(Seen::Before),
                 Ok(Err(e)) => format!("Redis refused the replay check: {e}"),
                 Err(_) => format!("Redis did not answer the replay check within {timeout:?}"),
@@ -176,15 +183,24 @@ impl ReplayStore for RedisStore {
 }
 
 impl SharedIntrospectionCache for RedisStore {
-    fn get(&self, key: TokenDigest) -> BoxFuture<'static, Option<Bytes>> {
+    fn get(&self, key: TokenDigest) -> BoxFuture<'static, Option<(Bytes, Duration)>> {
         let mut conn = self.conn.clone();
         let name = self.key("introspection", key.as_bytes());
         let timeout = self.timeout;
         async move {
-            let cmd = redis::cmd("GET").arg(&name).to_owned();
-            match tokio::time::timeout(timeout, cmd.query_async::<Option<Vec<u8>>>(&mut conn)).await
-            {
-                Ok(Ok(Some(value))) if value.len() <= MAX_ANSWER => Some(Bytes::from(value)),
+            // The value and the time it has left, in one round trip.
+            let mut pipe = redis::pipe();
+            pipe.cmd("GET").arg(&name).cmd("PTTL").arg(&name);
+            let answer = tokio::time::timeout(
+                timeout,
+                pipe.query_async::<(Option<Vec<u8>>, i64)>(&mut conn),
+            )
+            .await;
+            match answer {
+                Ok(Ok((Some(value), left))) if value.len() <= MAX_ANSWER && left > 0 => Some((
+                    Bytes::from(value),
+                    Duration::from_millis(left.unsigned_abs()),
+                )),
                 Ok(Ok(_)) => None,
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "shared introspection cache: Redis failed");

@@ -226,11 +226,12 @@ impl Introspector {
     }
 
     /// An active answer another replica stored, checked again as if fresh.
-    async fn shared_answer(&self, key: Digest) -> Option<Arc<AccessToken>> {
+    async fn shared_answer(&self, key: Digest) -> Option<(Arc<AccessToken>, i64)> {
         let shared = self.shared.as_ref()?;
-        let body = shared.get(TokenDigest(key)).await?;
+        let (body, left) = shared.get(TokenDigest(key)).await?;
+        let left = left.as_millis().min(i64::MAX as u128) as i64;
         match response::read(body, &self.policy, self.require_audience) {
-            Ok(Answer::Active(token)) => Some(token),
+            Ok(Answer::Active(token)) => Some((token, left)),
             // Expired since, or not an answer: ask the authorization server.
             _ => None,
         }
@@ -239,10 +240,11 @@ impl Introspector {
     /// Introspects (or takes another replica's answer) and caches the
     /// answer (errors are not cached).
     async fn call(self: Arc<Self>, key: Digest, id: u64, token: String) -> VerifyResult {
-        let (answer, from_shared) = match self.shared_answer(key).await {
-            Some(token) => (Ok(Answer::Active(token)), true),
-            None => (self.introspect(&token).await, false),
+        let (answer, shared_left) = match self.shared_answer(key).await {
+            Some((token, left)) => (Ok(Answer::Active(token)), Some(left)),
+            None => (self.introspect(&token).await, None),
         };
+        let from_shared = shared_left.is_some();
         let now = now_ms();
         let result = match answer {
             Ok(Answer::Active(verified)) => {
@@ -254,7 +256,11 @@ impl Introspector {
                             key,
                             &verified,
                             now,
-                            exp.as_secs().saturating_mul(1000).saturating_add(leeway),
+                            // Another replica's answer: no longer than it had left.
+                            exp.as_secs()
+                                .saturating_mul(1000)
+                                .saturating_add(leeway)
+                                .min(shared_left.map_or(i64::MAX, |l| now.saturating_add(l))),
                             claims
                                 .nbf
                                 .map(|n| n.as_secs().saturating_mul(1000).saturating_sub(leeway)),

@@ -41,8 +41,10 @@ impl fmt::Debug for TokenDigest {
 /// handle their own timeouts and failures: a `get` that fails answers
 /// `None`, a `put` that fails is dropped.
 pub trait SharedIntrospectionCache: Send + Sync + 'static {
-    /// The answer stored for `key`, if any.
-    fn get(&self, key: TokenDigest) -> BoxFuture<'static, Option<Bytes>>;
+    /// The answer stored for `key`, if any, and how long it stays valid (the
+    /// rest of the TTL it was stored with): a replica that reads it trusts
+    /// it no longer than the replica that fetched it would.
+    fn get(&self, key: TokenDigest) -> BoxFuture<'static, Option<(Bytes, Duration)>>;
 
     /// Stores `answer` (an active introspection answer, JSON) for `ttl`.
     fn put(&self, key: TokenDigest, answer: Bytes, ttl: Duration) -> BoxFuture<'static, ()>;
