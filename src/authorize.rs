@@ -150,20 +150,31 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        match self.layer.check(req.extensions()) {
-            Ok(()) => RequireScopeFuture {
-                state: ScopeState::Inner {
-                    fut: self.inner.call(req),
-                },
-            },
-            Err(e) => {
-                let resp = reject(&e, &challenge_config(req.extensions()));
-                RequireScopeFuture {
-                    state: ScopeState::Rejected { resp: Some(resp) },
-                }
-            }
-        }
+        let checked = self.layer.check(req.extensions());
+        gate(checked, &mut self.inner, req)
     }
+}
+
+/// Calls `inner` when `checked` passed; otherwise answers the refusal with
+/// the challenge settings of the guard that handled the request.
+fn gate<S, ReqBody, ResBody>(
+    checked: Result<(), AuthError>,
+    inner: &mut S,
+    req: Request<ReqBody>,
+) -> RequireScopeFuture<S::Future, ResBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: ChallengeBody,
+{
+    let state = match checked {
+        Ok(()) => ScopeState::Inner {
+            fut: inner.call(req),
+        },
+        Err(e) => ScopeState::Rejected {
+            resp: Some(reject(&e, &challenge_config(req.extensions()))),
+        },
+    };
+    RequireScopeFuture { state }
 }
 
 pin_project! {
@@ -335,17 +346,6 @@ where
             .get::<Arc<AccessToken>>()
             .ok_or_else(AuthError::missing_token)
             .and_then(|token| self.rule.check(token));
-        match checked {
-            Ok(()) => RequireScopeFuture {
-                state: ScopeState::Inner {
-                    fut: self.inner.call(req),
-                },
-            },
-            Err(e) => RequireScopeFuture {
-                state: ScopeState::Rejected {
-                    resp: Some(reject(&e, &challenge_config(req.extensions()))),
-                },
-            },
-        }
+        gate(checked, &mut self.inner, req)
     }
 }
