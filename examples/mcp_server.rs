@@ -9,8 +9,10 @@
 //! `write:invoices`. Every HTTP request to `/mcp` passes the guard's layer
 //! (no valid token: 401 with `resource_metadata`, where an MCP client starts
 //! its authorization); `tools/list` shows each caller only the tools its
-//! scopes allow; each tool demands its scope again with `RequireScope` and
-//! reads the caller from `Claims`. The RFC 9728 document is served, public,
+//! scopes allow; a `tools/call` its scopes do not allow is answered 403
+//! `insufficient_scope` by `McpScopeLayer` before rmcp reads it; each tool
+//! demands its scope again with `RequireScope` and reads the caller from
+//! `Claims`. The RFC 9728 document is served, public,
 //! at `/.well-known/oauth-protected-resource/mcp`.
 //!
 //! Without configuration it starts an embedded development issuer (keys
@@ -42,16 +44,30 @@ use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_
 use serde::{Deserialize, Serialize};
 use tokenguard::testing::TestIssuerServer;
 use tokenguard::{
-    AccessTokenClaims, Claims, ProtectedResource, RequireScope, StripCredentialsLayer, TokenGuard,
-    ToolScopes, scope,
+    AccessTokenClaims, Claims, McpScopeLayer, ProtectedResource, RequireScope,
+    StripCredentialsLayer, TokenGuard, ToolScopes, scope,
 };
 
 /// Which scopes each tool needs: what `tools/list` shows a caller, and the
 /// resource's `scopes_supported`.
 pub fn tool_scopes() -> ToolScopes {
-    ToolScopes::new()
-        .tool("list_invoices", ["read:invoices"])
-        .tool("create_invoice", ["write:invoices"])
+    TOOLS.iter().fold(ToolScopes::new(), |s, (tool, scope)| {
+        s.tool(*tool, [*scope])
+    })
+}
+
+/// Which scope each tool needs.
+const TOOLS: [(&str, &str); 2] = [
+    ("list_invoices", "read:invoices"),
+    ("create_invoice", "write:invoices"),
+];
+
+/// The same table as an HTTP-level policy: a `tools/call` the token's scopes
+/// do not allow is answered 403 `insufficient_scope` before rmcp reads it.
+pub fn mcp_policy() -> McpScopeLayer {
+    TOOLS.iter().fold(McpScopeLayer::new(), |p, (tool, scope)| {
+        p.tool(tool, [*scope])
+    })
 }
 
 /// The resource's RFC 9728 description: `resource` is the URL clients call.
@@ -153,9 +169,25 @@ impl ServerHandler for Invoices {
 /// document outside it. `allowed_hosts`: the `Host` values rmcp accepts
 /// (DNS-rebinding protection).
 pub fn app(guard: &TokenGuard, allowed_hosts: Vec<String>) -> Router {
+    Router::new()
+        .route_service("/mcp", mcp_service(allowed_hosts))
+        // Inside the guard: it has used the token; tools never see it.
+        .layer(StripCredentialsLayer::new())
+        // Inside the guard too: it reads the verified token's scopes.
+        .layer(mcp_policy())
+        .layer(guard.layer())
+        // Outside the guard: public.
+        .merge(guard.metadata_router())
+}
+
+/// The rmcp streamable-HTTP service. `allowed_hosts`: the `Host` values rmcp
+/// accepts (DNS-rebinding protection).
+pub fn mcp_service(
+    allowed_hosts: Vec<String>,
+) -> StreamableHttpService<Invoices, LocalSessionManager> {
     let db = Db::default();
     let scopes = tool_scopes();
-    let mcp = StreamableHttpService::new(
+    StreamableHttpService::new(
         move || {
             Ok(Invoices {
                 db: db.clone(),
@@ -164,14 +196,7 @@ pub fn app(guard: &TokenGuard, allowed_hosts: Vec<String>) -> Router {
         },
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
-    );
-    Router::new()
-        .route_service("/mcp", mcp)
-        // Inside the guard: it has used the token; tools never see it.
-        .layer(StripCredentialsLayer::new())
-        .layer(guard.layer())
-        // Outside the guard: public.
-        .merge(guard.metadata_router())
+    )
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {

@@ -11,7 +11,8 @@
 // metadata → a client credentials token for the resource (RFC 8707) → the
 // request again. Without either, no token is sent. Then it lists the tools,
 // calls each tool named, and prints ONE line of JSON:
-//   {"connected": true, "server", "tools": [...], "calls": [{"name", "result"} | {"name", "error": {code, message, data}}]}
+//   {"connected": true, "server", "tools": [...], "calls": [{"name", "result"} | {"name", "error": {code, message, data}}],
+//    "oauth": {token_type, scope}, "oauth_after": {token_type, scope}}   (the last two with --client-id)
 //   {"connected": false, "error": {"name", "message", "code"}}     when connecting fails (e.g. HTTP 401)
 // Exit status 0 whenever that line was printed.
 
@@ -96,5 +97,10 @@ try {
   }
 } finally {
   await client.close();
+}
+if (options.authProvider) {
+  // After the calls: a 403 insufficient_scope makes the SDK get a new token.
+  const tokens = options.authProvider.tokens();
+  out.oauth_after = { token_type: tokens?.token_type, scope: tokens?.scope };
 }
 console.log(JSON.stringify(out));

@@ -112,6 +112,12 @@ pub enum InvalidRequest {
     /// The trusted proxy's client-certificate header is malformed or
     /// repeated (RFC 9440 §2.2).
     MalformedClientCertificate,
+    /// An `Mcp-Method` or `Mcp-Name` header does not match the JSON-RPC
+    /// message in the body (MCP 2026-07-28, SEP-2243).
+    McpHeaderMismatch,
+    /// The body of an MCP request is not a JSON-RPC message (or batch) that
+    /// the per-operation policy can read.
+    UnreadableMessage,
 }
 
 /// Why an access token was refused (401 `invalid_token`).
@@ -276,6 +282,10 @@ impl InvalidRequest {
             Self::SeveralCredentials => "More than one access token in the request",
             Self::MalformedCredentials => "Malformed Bearer credentials",
             Self::MalformedClientCertificate => "Malformed client certificate header",
+            Self::McpHeaderMismatch => {
+                "The Mcp-Method or Mcp-Name header does not match the request body"
+            }
+            Self::UnreadableMessage => "The request body is not a readable JSON-RPC message",
         }
     }
 }

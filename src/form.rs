@@ -25,13 +25,14 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use futures_util::future::{BoxFuture, Either};
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::credential::{FormToken, decode_param, is_access_token_name, name_value};
 use crate::error::{AuthError, InvalidRequest};
 use crate::guard::TokenGuard;
+use crate::observe::body_too_large;
 
 impl TokenGuard {
     /// A layer that reads the access token from form-encoded request bodies
@@ -164,11 +165,7 @@ where
             let (mut parts, body) = req.into_parts();
             let bytes = match axum::body::to_bytes(body, max_body).await {
                 Ok(bytes) => bytes,
-                Err(_) => {
-                    let mut res = Response::new(Body::empty());
-                    *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-                    return Ok(res);
-                }
+                Err(_) => return Ok(body_too_large(max_body)),
             };
             if let Some(token) = form_token(&bytes, max_token_len) {
                 parts.extensions.insert(FormToken(token));

@@ -122,6 +122,8 @@ mod syntax;
 pub mod testing;
 mod verify;
 
+#[cfg(feature = "mcp")]
+pub use self::mcp::{McpBody, McpScopeFuture, McpScopeLayer, McpScopeService};
 #[cfg(feature = "rmcp")]
 pub use self::rmcp::{StripCredentials, StripCredentialsLayer, ToolScopes};
 pub use authorize::{

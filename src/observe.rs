@@ -12,7 +12,7 @@
 //! # }
 //! ```
 
-use http::Response;
+use http::{Response, StatusCode};
 
 use crate::challenge::{ChallengeBody, ChallengeConfig};
 use crate::error::{AuthError, AuthErrorKind};
@@ -25,4 +25,13 @@ pub(crate) fn reject<B: ChallengeBody>(err: &AuthError, config: &ChallengeConfig
         tracing::debug!(status = err.status().as_u16(), reason = %err, "request refused");
     }
     err.to_response(config)
+}
+
+/// Logs and renders the refusal of a request body larger than `limit` bytes
+/// (413), by a layer that must read the body to decide.
+pub(crate) fn body_too_large<B: ChallengeBody>(limit: usize) -> Response<B> {
+    tracing::debug!(status = 413, limit, "request refused: body too large");
+    let mut res = Response::new(B::from_bytes(bytes::Bytes::new()));
+    *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    res
 }

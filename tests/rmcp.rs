@@ -80,6 +80,18 @@ impl Server {
         dev: Option<TestIssuerServer>,
         builder: impl FnOnce(Option<&TestIssuerServer>, &str) -> tokenguard::TokenGuardBuilder,
     ) -> Self {
+        Self::start_app(dev, builder, |guard| {
+            mcp_server::app(guard, vec!["127.0.0.1".into()])
+        })
+        .await
+    }
+
+    /// On the embedded development issuer, serving `app(guard)`.
+    async fn start_app(
+        dev: Option<TestIssuerServer>,
+        builder: impl FnOnce(Option<&TestIssuerServer>, &str) -> tokenguard::TokenGuardBuilder,
+        app: impl FnOnce(&TokenGuard) -> Router,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let resource = format!("{base}/mcp");
@@ -87,7 +99,7 @@ impl Server {
             .protected_resource(mcp_server::protected_resource(&resource))
             .build()
             .unwrap();
-        let app = mcp_server::app(&guard, vec!["127.0.0.1".into()]);
+        let app = app(&guard);
         Self::serve(listener, app, base, resource, dev)
     }
 
@@ -260,11 +272,15 @@ impl Session {
 
     /// The whole JSON-RPC answer to `tools/call`.
     async fn call(&mut self, name: &str, arguments: Value) -> Value {
-        let reply = self
-            .request("tools/call", json!({"name": name, "arguments": arguments}))
-            .await;
+        let reply = self.call_reply(name, arguments).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         reply.message.expect("a tools/call answer")
+    }
+
+    /// The HTTP exchange of a `tools/call`.
+    async fn call_reply(&mut self, name: &str, arguments: Value) -> Reply {
+        self.request("tools/call", json!({"name": name, "arguments": arguments}))
+            .await
     }
 }
 
@@ -362,6 +378,47 @@ async fn a_read_only_token_sees_and_calls_only_list_invoices() {
     assert_eq!(result["structuredContent"]["caller"], "alice", "{listed}");
     assert_eq!(result["structuredContent"]["invoices"], json!([]));
 
+    // McpScopeLayer answers before rmcp reads the call.
+    let denied = session
+        .call_reply(
+            "create_invoice",
+            json!({"customer": "ACME", "amount_cents": 1200}),
+        )
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.body);
+    assert_eq!(denied.body, "");
+    assert_eq!(
+        denied.headers[header::WWW_AUTHENTICATE],
+        format!(
+            r#"Bearer realm="api", error="insufficient_scope", error_description="The access token does not grant the required scope", scope="write:invoices", resource_metadata="{}""#,
+            server.metadata_url()
+        )
+    );
+
+    // Nothing was created.
+    let listed = session.call("list_invoices", json!({})).await;
+    assert_eq!(listed["result"]["structuredContent"]["invoices"], json!([]));
+}
+
+/// Without `McpScopeLayer`, the tool's own `RequireScope` refuses: a
+/// JSON-RPC error carrying the challenge.
+#[tokio::test]
+async fn without_the_policy_layer_the_tool_extractor_refuses() {
+    let dev = TestIssuerServer::start().await.unwrap();
+    let server = Server::start_app(
+        Some(dev),
+        |dev, resource| dev.unwrap().guard_builder(resource),
+        |guard| {
+            Router::new()
+                .route_service("/mcp", mcp_server::mcp_service(vec!["127.0.0.1".into()]))
+                .layer(guard.layer())
+                .merge(guard.metadata_router())
+        },
+    )
+    .await;
+    let token = server.token("alice", "read:invoices");
+    let mut session = Session::new(&server.resource, Some(&token));
+    session.open().await;
     let denied = session
         .call(
             "create_invoice",
@@ -424,10 +481,18 @@ async fn a_read_write_token_sees_both_tools_and_creates_as_its_subject() {
     let mut other = Session::new(&server.resource, Some(&token));
     other.open().await;
     assert_eq!(other.tool_names().await, ["create_invoice"]);
-    let denied = other.call("list_invoices", json!({})).await;
-    assert_eq!(
-        denied["error"]["data"]["scope"], "read:invoices",
-        "{denied}"
+    let denied = other.call_reply("list_invoices", json!({})).await;
+    assert_forbidden(&denied, "read:invoices");
+}
+
+/// An HTTP 403 `insufficient_scope` challenge naming `scope`.
+fn assert_forbidden(reply: &Reply, scope: &str) {
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    let challenge = challenge(&reply.headers);
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#)
+            && challenge.contains(&format!(r#"scope="{scope}""#)),
+        "{challenge}"
     );
 }
 
@@ -443,12 +508,12 @@ async fn each_request_is_judged_by_its_own_token_not_the_sessions() {
     let listed = session.call("list_invoices", json!({})).await;
     assert_eq!(listed["result"]["structuredContent"]["caller"], "alice");
     let denied = session
-        .call(
+        .call_reply(
             "create_invoice",
             json!({"customer": "ACME", "amount_cents": 1}),
         )
         .await;
-    assert_eq!(denied["error"]["data"]["scope"], "write:invoices");
+    assert_forbidden(&denied, "write:invoices");
     // And without a token, the session is of no use.
     session.token = None;
     let reply = session.request("tools/list", json!({})).await;
@@ -683,14 +748,10 @@ fn the_typescript_sdk_client_lists_and_calls_only_what_its_scopes_allow() {
                 "{out}"
             );
             assert_eq!(calls[1]["name"], "create_invoice");
+            // The HTTP 403 of McpScopeLayer: with a fixed token, the SDK
+            // cannot ask for more scope and reports the status.
             let error = &calls[1]["error"];
-            assert_eq!(error["code"], -32600, "{out}");
-            let message = error["message"].as_str().unwrap();
-            assert!(
-                message.contains("insufficient_scope") && message.contains("write:invoices"),
-                "{message}"
-            );
-            assert_eq!(error["data"]["scope"], "write:invoices", "{out}");
+            assert_eq!(error["code"], 403, "{out}");
 
             // Read-write: both listed, creates as bob, then lists it.
             let write = server.token("bob", "read:invoices write:invoices");
@@ -812,11 +873,21 @@ fn the_typescript_sdk_does_the_whole_oauth_dance_against_oidc_provider() {
                 calls[0]["result"]["structuredContent"]["caller"], AS_CLIENT_ID,
                 "{out}"
             );
-            assert_eq!(calls[1]["error"]["code"], -32600, "{out}");
-            assert_eq!(
-                calls[1]["error"]["data"]["scope"], "write:invoices",
+            // create_invoice: the HTTP 403 of McpScopeLayer. The SDK reads it
+            // as `insufficient_scope` (its only path to this message): it
+            // authorizes again and retries once. Its client-credentials
+            // provider asks for its configured scope, not the challenge's
+            // (SDK 1.32), so the new token is read-only too and the retry is
+            // refused the same way.
+            let error = &calls[1]["error"];
+            assert_eq!(error["code"], 403, "{out}");
+            assert!(
+                error["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("403 after trying upscoping")),
                 "{out}"
             );
+            assert_eq!(out["oauth_after"]["scope"], "read:invoices", "{out}");
 
             let mut args = oauth("read:invoices write:invoices").to_vec();
             args.extend([create]);
