@@ -36,7 +36,7 @@ use crate::challenge::ChallengeBody;
 use crate::claims::AccessToken;
 use crate::error::AuthError;
 use crate::extensions::challenge_config;
-use crate::observe::reject;
+use crate::observe::reject_request;
 
 /// Demands scopes of the verified token for every request of the wrapped
 /// service: 401 without a verified token, 403 `insufficient_scope` when a
@@ -171,7 +171,11 @@ where
             fut: inner.call(req),
         },
         Err(e) => ScopeState::Rejected {
-            resp: Some(reject(&e, &challenge_config(req.extensions()))),
+            resp: Some(reject_request(
+                &e,
+                &challenge_config(req.extensions()),
+                req.headers(),
+            )),
         },
     };
     RequireScopeFuture { state }

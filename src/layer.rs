@@ -42,7 +42,7 @@ use futures_util::future::BoxFuture;
 use crate::bind::Extra;
 use crate::challenge::{ChallengeBody, DPOP_NONCE};
 use crate::guard::{Admission, Outcome, TokenGuard};
-use crate::observe::reject;
+use crate::observe::reject_request;
 use crate::syntax::Scheme;
 
 /// RFC 6750 §2.3: a response to a request authenticated by a URI query token
@@ -146,7 +146,11 @@ where
                 extra,
             },
             Outcome::Refuse(e, scheme) => State::Rejected {
-                resp: Some(reject(&e, self.guard.challenge_config(scheme))),
+                resp: Some(reject_request(
+                    &e,
+                    self.guard.challenge_config(scheme),
+                    req.headers(),
+                )),
             },
             Outcome::Pending {
                 admission,
@@ -242,7 +246,8 @@ where
                             });
                         }
                         Err(e) => {
-                            let resp = reject(&e, guard.challenge_config(scheme));
+                            let resp =
+                                reject_request(&e, guard.challenge_config(scheme), req.headers());
                             this.state.set(State::Rejected { resp: Some(resp) });
                         }
                     }

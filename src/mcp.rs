@@ -66,7 +66,7 @@ use crate::challenge::ChallengeBody;
 use crate::claims::AccessToken;
 use crate::error::{AuthError, InvalidRequest};
 use crate::extensions::challenge_config;
-use crate::observe::{body_too_large, reject};
+use crate::observe::{body_too_large, reject_request};
 
 /// The header that mirrors the JSON-RPC `method` (MCP 2026-07-28).
 const MCP_METHOD: &str = "mcp-method";
@@ -461,7 +461,11 @@ where
         let (method_header, name_header) = match headers {
             Ok(headers) => headers,
             Err(e) => {
-                return McpScopeFuture::refused(reject(&e, &challenge_config(req.extensions())));
+                return McpScopeFuture::refused(reject_request(
+                    &e,
+                    &challenge_config(req.extensions()),
+                    req.headers(),
+                ));
             }
         };
         if let Some(method) = method_header
@@ -474,9 +478,11 @@ where
                 let op = Operation { method, target };
                 return match self.layer.policy.check([op], req.extensions()) {
                     Ok(()) => McpScopeFuture::inner(self.inner.call(req.map(McpBody::untouched))),
-                    Err(e) => {
-                        McpScopeFuture::refused(reject(&e, &challenge_config(req.extensions())))
-                    }
+                    Err(e) => McpScopeFuture::refused(reject_request(
+                        &e,
+                        &challenge_config(req.extensions()),
+                        req.headers(),
+                    )),
                 };
             }
         }
@@ -499,7 +505,13 @@ where
             let collected = match Limited::new(body, layer.max_body).collect().await {
                 Ok(collected) => collected,
                 Err(e) if e.is::<LengthLimitError>() => return Ok(body_too_large(layer.max_body)),
-                Err(_) => return Ok(reject(&unreadable(), &challenge_config(&parts.extensions))),
+                Err(_) => {
+                    return Ok(reject_request(
+                        &unreadable(),
+                        &challenge_config(&parts.extensions),
+                        &parts.headers,
+                    ));
+                }
             };
             let trailers = collected.trailers().cloned();
             let bytes = collected.to_bytes();
@@ -511,7 +523,11 @@ where
                     layer.policy.check(ops, &parts.extensions)
                 });
             if let Err(e) = checked {
-                return Ok(reject(&e, &challenge_config(&parts.extensions)));
+                return Ok(reject_request(
+                    &e,
+                    &challenge_config(&parts.extensions),
+                    &parts.headers,
+                ));
             }
             let body = McpBody::buffered(bytes, trailers);
             inner.call(Request::from_parts(parts, body)).await

@@ -12,19 +12,39 @@
 //! # }
 //! ```
 
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 
-use crate::challenge::{ChallengeBody, ChallengeConfig};
+use crate::challenge::{ChallengeBody, ChallengeConfig, grpc_content_type};
 use crate::error::{AuthError, AuthErrorKind};
 
 /// Logs a refusal and renders its response.
 pub(crate) fn reject<B: ChallengeBody>(err: &AuthError, config: &ChallengeConfig) -> Response<B> {
+    log(err);
+    err.to_response(config)
+}
+
+/// Logs a refusal of a request with these headers and renders its response:
+/// a gRPC answer to a gRPC request, HTTP otherwise.
+pub(crate) fn reject_request<B: ChallengeBody>(
+    err: &AuthError,
+    config: &ChallengeConfig,
+    headers: &HeaderMap,
+) -> Response<B> {
+    match grpc_content_type(headers) {
+        Some(content_type) => {
+            log(err);
+            err.to_grpc_response(config, content_type.clone())
+        }
+        None => reject(err, config),
+    }
+}
+
+fn log(err: &AuthError) {
     if let AuthErrorKind::Misconfigured(why) = err.kind() {
         tracing::error!(why, "tokenguard misconfigured");
     } else {
         tracing::debug!(status = err.status().as_u16(), reason = %err, "request refused");
     }
-    err.to_response(config)
 }
 
 /// Logs and renders the refusal of a request body larger than `limit` bytes

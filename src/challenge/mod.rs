@@ -13,9 +13,11 @@
 //! ```
 
 mod body;
+mod grpc;
 mod header;
 
 pub use body::ChallengeBody;
+pub(crate) use grpc::grpc_content_type;
 pub(crate) use header::DPOP_NONCE;
 
 use std::fmt;
