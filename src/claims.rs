@@ -310,12 +310,50 @@ pub enum ScopeSource {
     Permissions,
     /// A custom function of the verified claims.
     Custom(Arc<dyn Fn(&AccessTokenClaims) -> Scopes + Send + Sync>),
+    /// A claim nested in objects, a space-separated string or an array of
+    /// strings: see [`claim_path`](Self::claim_path).
+    Path(Arc<[Box<str>]>),
+    /// The scopes of every source together: see [`union`](Self::union).
+    Union(Arc<[ScopeSource]>),
 }
 
 impl ScopeSource {
     /// A custom source.
     pub fn custom(f: impl Fn(&AccessTokenClaims) -> Scopes + Send + Sync + 'static) -> Self {
         Self::Custom(Arc::new(f))
+    }
+
+    /// The claim at `path`, member names from the top-level claim down, as
+    /// a space-separated string or an array of strings; absent anywhere on
+    /// the way: no scopes; another JSON type: the token is refused
+    /// (`InvalidClaim`). Names are taken as they are (a client ID with dots
+    /// is one name).
+    ///
+    /// ```
+    /// use tokenguard::ScopeSource;
+    /// // Keycloak realm roles, and one client's roles.
+    /// let realm = ScopeSource::claim_path(["realm_access", "roles"]);
+    /// let client = ScopeSource::claim_path(["resource_access", "invoices.api", "roles"]);
+    /// // Microsoft Entra ID: application permissions (`roles`) and delegated ones (`scp`).
+    /// let entra = ScopeSource::union([ScopeSource::Scp, ScopeSource::claim_path(["roles"])]);
+    /// # let _ = (realm, client, entra);
+    /// ```
+    ///
+    /// # Panics
+    /// If `path` is empty (a configuration error).
+    pub fn claim_path<'a>(path: impl IntoIterator<Item = &'a str>) -> Self {
+        let path: Arc<[Box<str>]> = path.into_iter().map(Box::from).collect();
+        assert!(
+            !path.is_empty(),
+            "ScopeSource::claim_path needs at least one name"
+        );
+        Self::Path(path)
+    }
+
+    /// The scopes of every one of `sources` together (e.g. `scope` and a
+    /// roles claim). A source that refuses the token refuses it.
+    pub fn union(sources: impl IntoIterator<Item = ScopeSource>) -> Self {
+        Self::Union(sources.into_iter().collect())
     }
 
     /// Reads the scopes of `claims`. A claim of the wrong JSON type yields
@@ -332,6 +370,25 @@ impl ScopeSource {
                 string_or_array(claims.extra.get("permissions"), false).ok_or("permissions")
             }
             Self::Custom(f) => Ok(f(claims)),
+            Self::Path(path) => {
+                let mut names = path.iter();
+                let mut at = names.next().and_then(|first| claims.extra.get(&**first));
+                for name in names {
+                    at = match at {
+                        None => None,
+                        Some(serde_json::Value::Object(members)) => members.get(&**name),
+                        Some(_) => return Err("scope claim path"),
+                    };
+                }
+                string_or_array(at, true).ok_or("scope claim path")
+            }
+            Self::Union(sources) => {
+                let mut all = Vec::new();
+                for source in sources.iter() {
+                    all.push(source.read(claims)?);
+                }
+                Ok(all.iter().flat_map(Scopes::iter).collect())
+            }
         }
     }
 }
@@ -358,6 +415,8 @@ impl fmt::Debug for ScopeSource {
             Self::Scp => f.write_str("Scp"),
             Self::Permissions => f.write_str("Permissions"),
             Self::Custom(_) => f.write_str("Custom(<fn>)"),
+            Self::Path(path) => f.debug_tuple("Path").field(path).finish(),
+            Self::Union(sources) => f.debug_tuple("Union").field(sources).finish(),
         }
     }
 }

@@ -279,6 +279,119 @@ async fn scope_sources() {
     );
 }
 
+/// Nested claims where providers put roles: Keycloak's `realm_access.roles`
+/// and `resource_access.<client>.roles`, Entra's `roles` with `scp`.
+#[tokio::test]
+async fn scope_sources_at_claim_paths() {
+    let issuer = TestIssuer::new();
+    let app_with = |source: ScopeSource| {
+        routes().layer(
+            issuer
+                .guard_builder(AUD)
+                .scope_source(source)
+                .build()
+                .unwrap()
+                .layer(),
+        )
+    };
+    let keycloak = issuer
+        .token()
+        .audience(AUD)
+        .claim("realm_access", serde_json::json!({"roles": ["offline", "read:invoices"]}))
+        .claim(
+            "resource_access",
+            serde_json::json!({"invoices.api": {"roles": ["write:invoices"]}, "other": {"roles": ["read:invoices"]}}),
+        )
+        .mint();
+    let status = |app: axum::Router, path: &'static str, token: String| async move {
+        bearer(&app, path, &token).await.status()
+    };
+
+    let realm = app_with(ScopeSource::claim_path(["realm_access", "roles"]));
+    assert_eq!(
+        status(realm.clone(), "/read", keycloak.clone()).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(realm.clone(), "/either", keycloak.clone()).await,
+        StatusCode::FORBIDDEN
+    );
+
+    // A client ID with a dot is one name.
+    let client = app_with(ScopeSource::claim_path([
+        "resource_access",
+        "invoices.api",
+        "roles",
+    ]));
+    assert_eq!(
+        status(client.clone(), "/either", keycloak.clone()).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(client.clone(), "/read", keycloak.clone()).await,
+        StatusCode::FORBIDDEN
+    );
+
+    // Absent on the way: no scopes (403, not 401).
+    let plain = issuer.token().audience(AUD).scope("read:invoices").mint();
+    assert_eq!(
+        status(client.clone(), "/read", plain.clone()).await,
+        StatusCode::FORBIDDEN
+    );
+    // Another JSON type on the way or at the end: refused.
+    for bad in [
+        serde_json::json!("invoices.api"),
+        serde_json::json!({"invoices.api": {"roles": 7}}),
+        serde_json::json!({"invoices.api": {"roles": ["ok", 7]}}),
+    ] {
+        let token = issuer
+            .token()
+            .audience(AUD)
+            .claim("resource_access", bad.clone())
+            .mint();
+        assert_eq!(
+            status(client.clone(), "/read", token).await,
+            StatusCode::UNAUTHORIZED,
+            "{bad}"
+        );
+    }
+
+    // Entra ID: delegated (`scp`) and application (`roles`) permissions.
+    let entra = app_with(ScopeSource::union([
+        ScopeSource::Scp,
+        ScopeSource::claim_path(["roles"]),
+    ]));
+    let app_token = issuer
+        .token()
+        .audience(AUD)
+        .claim("roles", vec!["read:invoices"])
+        .mint();
+    let user_token = issuer
+        .token()
+        .audience(AUD)
+        .claim("scp", "write:invoices")
+        .mint();
+    let both = issuer
+        .token()
+        .audience(AUD)
+        .claim("scp", "write:invoices")
+        .claim("roles", vec!["read:invoices"])
+        .mint();
+    assert_eq!(
+        status(entra.clone(), "/read", app_token).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(entra.clone(), "/read", user_token.clone()).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(entra.clone(), "/either", user_token).await,
+        StatusCode::OK
+    );
+    assert_eq!(status(entra.clone(), "/both", both).await, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn optional_layer_and_option_extractors() {
     let issuer = TestIssuer::new();
