@@ -24,6 +24,9 @@
 //! verified, with a prepared key); `router/layer_miss` with the token
 //! cache off.
 //!
+//! `mcp/*`: a `tools/call` POST (token cache hit) through the guard's layer
+//! alone and with `McpScopeLayer` reading the body and deciding.
+//!
 //! Run: `cargo bench --bench verify`. The printed summary gives the ratios.
 
 use std::hint::black_box;
@@ -40,7 +43,7 @@ use tokenguard::testing::DpopKey;
 use tokenguard::testing::TestIssuer;
 use tokenguard::{
     AccessTokenClaims, Algorithm, Claims, ClientAuth, DpopConfig, IntrospectionConfig,
-    MemoryReplayStore, TokenGuard,
+    McpScopeLayer, MemoryReplayStore, TokenGuard,
 };
 use tower::ServiceExt;
 
@@ -385,6 +388,31 @@ fn bench_dpop(c: &mut Criterion, issuer: &TestIssuer) {
     g.finish();
 }
 
+fn bench_mcp(c: &mut Criterion, issuer: &TestIssuer) {
+    let guard = issuer.guard(AUD);
+    let token = issuer.token().audience(AUD).scope("read:invoices").mint();
+    let endpoint = || Router::new().route("/mcp", axum::routing::post(|| async { "ok" }));
+    let plain = endpoint().layer(guard.layer());
+    let policy = McpScopeLayer::new()
+        .tool("list_invoices", ["read:invoices"])
+        .tool("create_invoice", ["write:invoices"]);
+    let with_policy = endpoint().layer(policy).layer(guard.layer());
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"list_invoices","arguments":{"customer":"ACME","limit":50}}}"#;
+    let post = |router: &Router| {
+        let req = Request::post("/mcp")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let res = router.clone().oneshot(req).now_or_never().unwrap().unwrap();
+        assert_eq!(res.status(), http::StatusCode::OK);
+    };
+    let mut g = c.benchmark_group("mcp");
+    g.bench_function("router/guard_only", |b| b.iter(|| post(&plain)));
+    g.bench_function("router/guard_and_policy", |b| b.iter(|| post(&with_policy)));
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let issuer = TestIssuer::new();
     let setups: Vec<Arc<Setup>> = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
@@ -397,6 +425,7 @@ fn benches(c: &mut Criterion) {
     bench_threads(c, &setups[0]);
     bench_introspection(c, &issuer);
     bench_dpop(c, &issuer);
+    bench_mcp(c, &issuer);
 }
 
 criterion_group! {
@@ -473,6 +502,16 @@ fn summary() {
             "dpop (ES256): token cache hit + proof {hit:.0} ns = {:.3}x the proof's signature alone ({alone:.0} ns) | full miss {miss:.0} ns = {:.3}x",
             hit / alone,
             miss / alone,
+        );
+    }
+    if let (Some(guard), Some(policy)) = (
+        mean("mcp", "router/guard_only"),
+        mean("mcp", "router/guard_and_policy"),
+    ) {
+        println!(
+            "mcp: McpScopeLayer adds {:.0} ns to a tools/call through the guard ({guard:.0} ns): {:.3}x",
+            policy - guard,
+            policy / guard,
         );
     }
     if let (Some(one), Some(two)) = (
