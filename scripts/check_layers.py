@@ -26,8 +26,9 @@ problems = []
 for path in sorted(src.rglob("*.rs")):
     rel = path.relative_to(src).with_suffix("")
     module = rel.parts[0]
+    # src/bin/: binaries are crates of their own, on the public API only.
     if module in ("lib", "bin"):
-        continue  # the crate root; src/bin/* are crates of their own (public API only)
+        continue
     if module not in LEVELS:
         problems.append(f"{path}: module `{module}` has no level in scripts/check_layers.py")
         continue

@@ -2,9 +2,10 @@
 //!
 //! Order of checks, cheapest first, so that junk is refused before any
 //! cryptography: size → shape (three base64url parts) → header (`alg` in the
-//! allowlist, `typ`, `crit`) → key (by `kid`, pinned to its algorithm) →
+//! allowlist, `crit`, `typ`) → key (by `kid`, pinned to its algorithm) →
 //! signature (through `jsonwebtoken`'s crypto provider) → claims (`iss`,
-//! `aud`, `exp`, `nbf`, `iat`, lifetime) → scopes.
+//! `aud`, `exp`, `nbf`, `iat`, lifetime) → scopes. `tokenguard-doctor` lists
+//! the checks in this order (`STEPS` in its source): keep the two in step.
 
 use std::sync::Arc;
 
