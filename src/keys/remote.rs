@@ -25,9 +25,11 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use reqwest::Url;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{KeyRules, KeySet, KeySetStatus};
 use crate::fetch::{FetchError, Fetcher};
+use crate::telemetry;
 
 /// Where a remote key set comes from.
 #[derive(Debug, Clone)]
@@ -269,8 +271,9 @@ impl RemoteKeys {
             result
         };
         let shared = if tokio::runtime::Handle::try_current().is_ok() {
-            // In its own task, so that callers going away do not cancel it.
-            let task = tokio::spawn(fetch);
+            // In its own task, so that callers going away do not cancel it;
+            // its events belong to the span of the request that started it.
+            let task = tokio::spawn(fetch.in_current_span());
             async move {
                 task.await
                     .unwrap_or_else(|_| Err(FetchError::new("the key fetch was interrupted")))
@@ -285,7 +288,16 @@ impl RemoteKeys {
     }
 
     async fn fetch_and_store(self: Arc<Self>) -> Result<Arc<KeySet>, FetchError> {
+        let started = Instant::now();
         let result = self.fetch().await;
+        let took = started.elapsed();
+        telemetry::key_fetch(result.is_ok(), took);
+        tracing::debug!(
+            source = %self.source,
+            result = telemetry::fetch_result(result.is_ok()),
+            seconds = took.as_secs_f64(),
+            "key set fetch"
+        );
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.inflight = None;
         match &result {
