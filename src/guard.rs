@@ -267,19 +267,22 @@ impl TokenGuard {
     }
 
     /// Records an accepted token on its span, with the configured issuer
-    /// whose rules verified it (never the `iss` of a token: a configured
-    /// value, or nothing).
+    /// whose rules verified it: the guard's one issuer, or the one that its
+    /// verified `iss` names. A configured value, never a token's.
     fn span_accepted(&self, span: &Span, token: &AccessToken) {
         if span.is_disabled() {
             return;
         }
-        let iss = token.claims.iss.as_deref();
-        let issuer = self
-            .inner
-            .issuers
-            .iter()
-            .filter_map(|v| v.issuer())
-            .find(|configured| Some(*configured) == iss);
+        let issuer = match self.inner.issuers.as_slice() {
+            [only] => only.issuer(),
+            several => {
+                let iss = token.claims.iss.as_deref();
+                several
+                    .iter()
+                    .filter_map(|v| v.issuer())
+                    .find(|configured| Some(*configured) == iss)
+            }
+        };
         observe::span_accepted(span, issuer);
     }
 

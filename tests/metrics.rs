@@ -881,7 +881,7 @@ async fn one_span_per_authentication_without_tokens() {
         .jwks_url(server.jwks_url())
         .build()
         .unwrap();
-    let app = app(guard.layer());
+    let router = app(guard.layer());
     let subject = "subject-4711";
     let token = issuer.token().audience(AUD).subject(subject).mint();
     let expired = issuer
@@ -896,18 +896,18 @@ async fn one_span_per_authentication_without_tokens() {
         .issuer("https://evil.example")
         .mint();
     // The first waits for the keys; the second is a cache hit.
-    assert_eq!(bearer(&app, "/me", &token).await, StatusCode::OK);
-    assert_eq!(bearer(&app, "/me", &token).await, StatusCode::OK);
+    assert_eq!(bearer(&router, "/me", &token).await, StatusCode::OK);
+    assert_eq!(bearer(&router, "/me", &token).await, StatusCode::OK);
     assert_eq!(
-        bearer(&app, "/me", &expired).await,
+        bearer(&router, "/me", &expired).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        bearer(&app, "/me", &foreign).await,
+        bearer(&router, "/me", &foreign).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        call(&app, "/me", &[]).await.status(),
+        call(&router, "/me", &[]).await.status(),
         StatusCode::UNAUTHORIZED
     );
 
@@ -967,7 +967,36 @@ async fn one_span_per_authentication_without_tokens() {
         ]
     );
 
-    let mut secrets = vec![subject.to_owned(), "evil.example".to_owned()];
+    // An opaque token: introspected inside its request's span; the issuer
+    // recorded is the guard's (the answer names none).
+    let auth = AuthServer::start().await;
+    let opaque = app(auth.guard(auth.config()).layer());
+    assert_eq!(bearer(&opaque, "/me", "good-4711").await, StatusCode::OK);
+    let last = capture.spans.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last.name, "authenticate");
+    assert_eq!(
+        last.fields,
+        fields("accepted", "none", Some("https://id.example.com"))
+    );
+    let events = capture.events.lock().unwrap().clone();
+    let introspected: Vec<_> = events
+        .iter()
+        .filter(|e| e.name == "token introspection")
+        .collect();
+    assert_eq!(introspected.len(), 1, "{events:#?}");
+    assert_eq!(introspected[0].fields["result"], "active");
+    assert_eq!(
+        introspected[0].scope.first().map(String::as_str),
+        Some("authenticate")
+    );
+    let spans = capture.spans.lock().unwrap().clone();
+
+    let mut secrets = vec![
+        subject.to_owned(),
+        "evil.example".to_owned(),
+        "good-4711".to_owned(),
+        "alice".to_owned(),
+    ];
     for t in [&token, &expired, &foreign] {
         secrets.push(t.to_string());
         secrets.extend(t.split('.').map(str::to_owned));
