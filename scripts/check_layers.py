@@ -7,7 +7,7 @@ import re
 import sys
 
 LEVELS = {
-    "syntax": 0, "error": 0, "fetch": 0,
+    "syntax": 0, "error": 0, "fetch": 0, "telemetry": 0,
     "scope": 1, "challenge": 1, "credential": 1, "keys": 1,
     "claims": 2,
     "verify": 3, "extensions": 3, "observe": 3,

@@ -596,6 +596,7 @@ impl TokenGuardBuilder {
     /// [`TokenGuard::warm_up`]).
     pub fn build(self) -> Result<TokenGuard, BuildError> {
         crate::verify::install_default_provider();
+        crate::telemetry::describe();
         let mut algorithms = self.algorithms.clone();
         if algorithms
             .iter()

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use http::Request;
+use tracing::{Instrument, Span};
 
 use crate::bind::dpop;
 use crate::bind::{Binders, Bound, Extra, Presented};
@@ -29,6 +30,7 @@ use crate::error::AuthError;
 use crate::extensions::GuardContext;
 use crate::keys::KeySetStatus;
 use crate::keys::remote::RefreshError;
+use crate::observe;
 use crate::syntax::Scheme;
 use crate::verify::issuer::IssuerVerifier;
 use crate::verify::jwt::KeySource;
@@ -132,8 +134,50 @@ impl TokenGuard {
     /// The decision for one request, in request order: find the credential →
     /// the verified-token cache, or verification → [`bind`](Self::bind) →
     /// [`admit`](Self::admit). Every path binds and admits, cache hits
-    /// included.
+    /// included. One span covers it (`observe::span`), waiting included, and
+    /// gets the outcome when it is known.
     pub(crate) fn authenticate<B>(&self, req: &mut Request<B>, optional: bool) -> Outcome {
+        let span = observe::span();
+        let outcome = span.in_scope(|| self.decide(req, optional, &span));
+        if span.is_disabled() {
+            return outcome;
+        }
+        match outcome {
+            Outcome::Refuse(e, scheme) => {
+                observe::span_refused(&span, &e);
+                Outcome::Refuse(e, scheme)
+            }
+            Outcome::Pending {
+                admission,
+                scheme,
+                private,
+            } => {
+                // The span stays open while the keys, the introspection or
+                // the replay store are waited for; their events are its children.
+                let this = self.clone();
+                let settle = span.clone();
+                let admission = async move {
+                    let admitted = admission.await;
+                    match &admitted {
+                        Ok((token, _)) => this.span_accepted(&settle, token),
+                        Err(e) => observe::span_refused(&settle, e),
+                    }
+                    admitted
+                }
+                .instrument(span)
+                .boxed();
+                Outcome::Pending {
+                    admission,
+                    scheme,
+                    private,
+                }
+            }
+            pass @ Outcome::Pass { .. } => pass,
+        }
+    }
+
+    /// [`authenticate`](Self::authenticate) inside its span.
+    fn decide<B>(&self, req: &mut Request<B>, optional: bool, span: &Span) -> Outcome {
         let inner = &*self.inner;
         let found = credential::extract(
             req.headers(),
@@ -151,6 +195,7 @@ impl TokenGuard {
                 // No token: extractors still need the challenge settings.
                 req.extensions_mut()
                     .insert(GuardContext(inner.request.challenge.clone()));
+                observe::anonymous(span);
                 return Outcome::Pass {
                     private: false,
                     extra: Extra::default(),
@@ -189,6 +234,7 @@ impl TokenGuard {
             Verification::Done(Err(e)) => return Outcome::Refuse(e, scheme),
             Verification::Done(Ok(token)) => match self.bind(&token, scheme, &presented) {
                 Bound::Done(Ok(extra)) => {
+                    self.span_accepted(span, &token);
                     self.admit(req, token, scheme);
                     return Outcome::Pass { private, extra };
                 }
@@ -220,9 +266,31 @@ impl TokenGuard {
         crate::bind::check(token, scheme, presented, &self.inner.request.binders)
     }
 
+    /// Records an accepted token on its span, with the configured issuer
+    /// whose rules verified it: the guard's one issuer, or the one that its
+    /// verified `iss` names. A configured value, never a token's.
+    fn span_accepted(&self, span: &Span, token: &AccessToken) {
+        if span.is_disabled() {
+            return;
+        }
+        let issuer = match self.inner.issuers.as_slice() {
+            [only] => only.issuer(),
+            several => {
+                let iss = token.claims.iss.as_deref();
+                several
+                    .iter()
+                    .filter_map(|v| v.issuer())
+                    .find(|configured| Some(*configured) == iss)
+            }
+        };
+        observe::span_accepted(span, issuer);
+    }
+
     /// The last step of every authenticated request: the extensions (the
-    /// token and the challenge settings for the scheme it came with).
+    /// token and the challenge settings for the scheme it came with). Counts
+    /// the request as accepted: every accepted request passes here once.
     pub(crate) fn admit<B>(&self, req: &mut Request<B>, token: Arc<AccessToken>, scheme: Scheme) {
+        observe::accepted();
         let challenge = self.challenge_config(scheme).clone();
         let ext = req.extensions_mut();
         ext.insert(token);

@@ -45,6 +45,8 @@
 //! - `tonic`: lets the layer wrap tonic services (their `tonic::body::Body`
 //!   responses). A refused gRPC call gets HTTP 401/403, which gRPC clients
 //!   report as `UNAUTHENTICATED` / `PERMISSION_DENIED`.
+//! - `metrics`: counters and histograms through the `metrics` facade (see the
+//!   README, "Metrics and tracing", for the table).
 //! - `testing`: [`testing::TestIssuer`], an in-process issuer for tests.
 
 #![warn(missing_docs)]
@@ -118,6 +120,7 @@ mod redis;
 mod rmcp;
 mod scope;
 mod syntax;
+mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod verify;

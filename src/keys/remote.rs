@@ -25,9 +25,11 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use reqwest::Url;
 use tokio::time::Instant;
+use tracing::{Instrument, Span};
 
 use super::{KeyRules, KeySet, KeySetStatus};
 use crate::fetch::{FetchError, Fetcher};
+use crate::telemetry;
 
 /// Where a remote key set comes from.
 #[derive(Debug, Clone)]
@@ -215,7 +217,7 @@ impl RemoteKeys {
         };
         // Starting the fetch is enough: it runs in its own task (or one is in
         // flight already), and nobody here needs to wait for its result.
-        let _ = self.start_fetch_locked(&mut state);
+        let _ = self.start_fetch_locked(&mut state, Span::none());
     }
 
     /// How long until the next fetch attempt is allowed (zero if now).
@@ -237,12 +239,16 @@ impl RemoteKeys {
 
     fn start_fetch(self: &Arc<Self>) -> Result<SharedFetch, RefreshError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.start_fetch_locked(&mut state)
+        self.start_fetch_locked(&mut state, Span::current())
     }
 
+    /// Starts a fetch, or joins the one in flight. `span`: where its events
+    /// belong (the caller's, when it waits for the result; none for a
+    /// background refresh, which must not keep a request's span open).
     fn start_fetch_locked(
         self: &Arc<Self>,
         state: &mut State,
+        span: Span,
     ) -> Result<SharedFetch, RefreshError> {
         if let Some(inflight) = &state.inflight {
             return Ok(inflight.clone());
@@ -270,7 +276,7 @@ impl RemoteKeys {
         };
         let shared = if tokio::runtime::Handle::try_current().is_ok() {
             // In its own task, so that callers going away do not cancel it.
-            let task = tokio::spawn(fetch);
+            let task = tokio::spawn(fetch.instrument(span));
             async move {
                 task.await
                     .unwrap_or_else(|_| Err(FetchError::new("the key fetch was interrupted")))
@@ -285,7 +291,16 @@ impl RemoteKeys {
     }
 
     async fn fetch_and_store(self: Arc<Self>) -> Result<Arc<KeySet>, FetchError> {
+        let started = Instant::now();
         let result = self.fetch().await;
+        let took = started.elapsed();
+        telemetry::key_fetch(result.is_ok(), took);
+        tracing::debug!(
+            source = %self.source,
+            result = telemetry::fetch_result(result.is_ok()),
+            seconds = took.as_secs_f64(),
+            "key set fetch"
+        );
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.inflight = None;
         match &result {

@@ -22,6 +22,7 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 use crate::claims::AccessToken;
+use crate::telemetry;
 
 /// Settings of the verified-token cache. See
 /// [`TokenGuardBuilder::token_cache`](crate::TokenGuardBuilder::token_cache).
@@ -127,11 +128,16 @@ impl TokenCache {
         now: i64,
         present: impl FnOnce(u64) -> bool,
     ) -> Option<Arc<AccessToken>> {
-        let entry = self.cache.get(token)?;
+        let Some(entry) = self.cache.get(token) else {
+            telemetry::token_cache(false);
+            return None;
+        };
         if now >= entry.valid_until || now < entry.valid_from || !present(entry.key_fingerprint) {
             self.cache.remove(token);
+            telemetry::token_cache(false);
             return None;
         }
+        telemetry::token_cache(true);
         Some(entry.token)
     }
 

@@ -39,6 +39,7 @@ use self::nonce::NonceCheck;
 use self::proof::{Expect, KeyCache};
 use crate::claims::NumericDate;
 use crate::error::{AuthError, AuthErrorKind, InvalidProof, InvalidToken};
+use crate::telemetry;
 
 /// The `DPoP` request header (RFC 9449 §4.1).
 static DPOP: HeaderName = HeaderName::from_static("dpop");
@@ -291,6 +292,7 @@ impl Dpop {
                     fresh = refresh.then(|| nonces.issue(now));
                 }
                 NonceCheck::Invalid => {
+                    telemetry::dpop_nonce_challenge();
                     return Err(AuthError::new(AuthErrorKind::UseDpopNonce {
                         nonce: nonces.issue(now),
                     }));
@@ -314,7 +316,10 @@ impl Dpop {
         async move {
             match future.await {
                 Ok(Seen::First) => Ok(()),
-                Ok(Seen::Before) => Err(AuthError::invalid_dpop_proof(InvalidProof::Replayed)),
+                Ok(Seen::Before) => {
+                    telemetry::dpop_replay();
+                    Err(AuthError::invalid_dpop_proof(InvalidProof::Replayed))
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "the DPoP replay store failed");
                     Err(AuthError::new(AuthErrorKind::ReplayCheckUnavailable {

@@ -40,6 +40,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use reqwest::{StatusCode, Url};
 use tokio::sync::{OnceCell, Semaphore};
+use tracing::Instrument;
 
 pub use config::{ClientAuth, IntrospectionConfig};
 pub use shared::{SharedIntrospectionCache, TokenDigest};
@@ -52,6 +53,7 @@ use crate::claims::AccessToken;
 use crate::error::{AuthError, InvalidToken};
 use crate::fetch::{FetchError, Fetcher};
 use crate::keys::discovery::{self, Endpoint};
+use crate::telemetry::{self, Introspected};
 
 /// `Retry-After` when the authorization server failed.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
@@ -202,6 +204,26 @@ impl Introspector {
         })
     }
 
+    /// [`introspect`](Self::introspect), counted and timed.
+    async fn timed_introspect(&self, token: &str) -> Result<Answer, Unavailable> {
+        let started = std::time::Instant::now();
+        let answer = self.introspect(token).await;
+        let took = started.elapsed();
+        let result = match &answer {
+            Ok(Answer::Active(_)) => Introspected::Active,
+            Ok(Answer::Refused(_)) => Introspected::Inactive,
+            Err(_) => Introspected::Error,
+        };
+        telemetry::introspection(result, took);
+        tracing::debug!(
+            issuer = %self.issuer,
+            result = result.as_str(),
+            seconds = took.as_secs_f64(),
+            "token introspection"
+        );
+        answer
+    }
+
     /// Logs a failure: at most one line per [`LOG_EVERY_MS`] at WARN (ERROR
     /// for our own misconfiguration), the rest at DEBUG.
     fn log(&self, failure: &Unavailable) {
@@ -228,13 +250,18 @@ impl Introspector {
     /// An active answer another replica stored, checked again as if fresh.
     async fn shared_answer(&self, key: Digest) -> Option<(Arc<AccessToken>, i64)> {
         let shared = self.shared.as_ref()?;
-        let (body, left) = shared.get(TokenDigest(key)).await?;
-        let left = left.as_millis().min(i64::MAX as u128) as i64;
-        match response::read(body, &self.policy, self.require_audience) {
-            Ok(Answer::Active(token)) => Some((token, left)),
-            // Expired since, or not an answer: ask the authorization server.
-            _ => None,
-        }
+        let answer = match shared.get(TokenDigest(key)).await {
+            Some((body, left)) => match response::read(body, &self.policy, self.require_audience) {
+                Ok(Answer::Active(token)) => {
+                    Some((token, left.as_millis().min(i64::MAX as u128) as i64))
+                }
+                // Expired since, or not an answer: ask the authorization server.
+                _ => None,
+            },
+            None => None,
+        };
+        telemetry::shared_introspection_cache(answer.is_some());
+        answer
     }
 
     /// Introspects (or takes another replica's answer) and caches the
@@ -242,7 +269,7 @@ impl Introspector {
     async fn call(self: Arc<Self>, key: Digest, id: u64, token: String) -> VerifyResult {
         let (answer, shared_left) = match self.shared_answer(key).await {
             Some((token, left)) => (Ok(Answer::Active(token)), Some(left)),
-            None => (self.introspect(&token).await, None),
+            None => (self.timed_introspect(&token).await, None),
         };
         let from_shared = shared_left.is_some();
         let now = now_ms();
@@ -328,8 +355,11 @@ impl Drop for Forget {
 
 impl Verifier for Arc<Introspector> {
     fn cached(&self, token: &[u8]) -> Option<Arc<AccessToken>> {
-        // A cached refusal is answered by `verify`, which finds it again.
-        self.lookup(&digest(token))?.ok()
+        // A cached refusal is answered by `verify`, which finds it again (and
+        // counts the lookup, as it counts every miss).
+        let hit = self.lookup(&digest(token))?.ok()?;
+        telemetry::introspection_cache(true);
+        Some(hit)
     }
 
     fn verify(&self, token: &str) -> Verification {
@@ -340,12 +370,21 @@ impl Verifier for Arc<Introspector> {
         let call = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             match inflight.get(&key) {
-                Some((_, call)) => call.clone(),
+                Some((_, call)) => {
+                    if self.cache.is_some() {
+                        telemetry::introspection_cache(false);
+                    }
+                    call.clone()
+                }
                 None => {
                     // Looked up under the lock: an answer is cached before its
                     // call leaves the map, so one of the two is found.
                     if let Some(answer) = self.lookup(&key) {
+                        telemetry::introspection_cache(true);
                         return Verification::Done(answer);
+                    }
+                    if self.cache.is_some() {
+                        telemetry::introspection_cache(false);
                     }
                     let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                         tracing::debug!(issuer = %self.issuer, "too many introspections in flight");
@@ -362,7 +401,9 @@ impl Verifier for Arc<Introspector> {
                     };
                     let call: SharedCall = match tokio::runtime::Handle::try_current() {
                         Ok(handle) => {
-                            let task = handle.spawn(work);
+                            // Its events belong to the span of the request
+                            // that started the call.
+                            let task = handle.spawn(work.in_current_span());
                             let forget = Forget {
                                 introspector: self.clone(),
                                 key,
