@@ -438,6 +438,97 @@ fn main() {
     verify();
     Criterion::default().configure_from_args().final_summary();
     summary();
+    if std::env::args().skip(1).all(|a| a.starts_with('-')) {
+        interleaved();
+    }
+}
+
+/// The per-algorithm ratios again, measured in rotation: 60 rounds, each
+/// timing a ~4 ms batch of every case in a rotated order, so that a change
+/// in the speed of the (shared) machine between criterion's benchmarks
+/// cannot skew a ratio. Prints the median per call over the rounds.
+/// A named case of the interleaved pass.
+type Case<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
+fn interleaved() {
+    let issuer = TestIssuer::new();
+    println!("\n== interleaved (median ns per call over 60 rounds; ratios to the floor)");
+    for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+        let s = setup(&issuer, alg);
+        let cases: [Case<'_>; 4] = [
+            (
+                "floor",
+                Box::new(|| {
+                    black_box(
+                        jsonwebtoken::decode::<serde_json::Value>(
+                            black_box(&s.token),
+                            &s.decoding_key,
+                            &s.validation,
+                        )
+                        .unwrap(),
+                    );
+                }),
+            ),
+            (
+                "verify",
+                Box::new(|| {
+                    black_box(
+                        s.guard_uncached
+                            .verify(black_box(&s.token))
+                            .now_or_never()
+                            .unwrap()
+                            .unwrap(),
+                    );
+                }),
+            ),
+            (
+                "plain",
+                Box::new(|| assert!(call(&s.plain, Some(&s.token)).is_success())),
+            ),
+            (
+                "layer",
+                Box::new(|| assert!(call(&s.layer_uncached, Some(&s.token)).is_success())),
+            ),
+        ];
+        // Calls per batch: about 4 ms of each case.
+        let batch: Vec<u32> = cases
+            .iter()
+            .map(|(_, f)| {
+                let start = Instant::now();
+                for _ in 0..20 {
+                    f();
+                }
+                let per = start.elapsed().as_secs_f64() / 20.0;
+                ((0.004 / per) as u32).max(1)
+            })
+            .collect();
+        let mut samples = vec![Vec::new(); cases.len()];
+        for round in 0..60 {
+            for k in 0..cases.len() {
+                let i = (round + k) % cases.len();
+                let (_, f) = &cases[i];
+                let start = Instant::now();
+                for _ in 0..batch[i] {
+                    f();
+                }
+                samples[i].push(start.elapsed().as_nanos() as f64 / f64::from(batch[i]));
+            }
+        }
+        let median: Vec<f64> = samples
+            .iter_mut()
+            .map(|v| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            })
+            .collect();
+        let (floor, verify, plain, layer) = (median[0], median[1], median[2], median[3]);
+        println!(
+            "{alg:?}: floor {floor:.0} ns | guard.verify {verify:.0} ns = {:.3}x | layer (cache off) minus plain router {:.0} ns = {:.3}x floor",
+            verify / floor,
+            layer - plain,
+            (layer - plain) / floor,
+        );
+    }
 }
 
 /// Reads criterion's estimates of this run and prints the ratios.

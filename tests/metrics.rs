@@ -240,21 +240,9 @@ fn app(layer: tokenguard::TokenGuardLayer) -> Router {
         .layer(layer)
 }
 
-/// `GET path` with these `Authorization` values.
-async fn call(app: &Router, path: &str, authorization: &[&str]) -> Response {
-    let mut req = Request::get(path);
-    for value in authorization {
-        req = req.header(header::AUTHORIZATION, *value);
-    }
-    app.clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap()
-}
-
 /// `GET path` with `Authorization: Bearer token`.
 async fn bearer(app: &Router, path: &str, token: &str) -> StatusCode {
-    call(app, path, &[&format!("Bearer {token}")])
+    common::send(app, path, &[&format!("Bearer {token}")])
         .await
         .status()
 }
@@ -327,16 +315,16 @@ async fn refusals_by_reason() {
     let other = issuer.token().audience(AUD).subject("someone-else").mint();
 
     assert_eq!(
-        call(&app, "/me", &[]).await.status(),
+        common::send(&app, "/me", &[]).await.status(),
         StatusCode::UNAUTHORIZED
     );
     let twice = format!("Bearer {good}");
     assert_eq!(
-        call(&app, "/me", &[&twice, &twice]).await.status(),
+        common::send(&app, "/me", &[&twice, &twice]).await.status(),
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        call(&app, "/me", &["Bearer a b"]).await.status(),
+        common::send(&app, "/me", &["Bearer a b"]).await.status(),
         StatusCode::BAD_REQUEST
     );
     for (token, what) in [
@@ -425,11 +413,11 @@ async fn insufficient_scope_and_anonymous_requests() {
 
     let optional = app_optional(&guard);
     assert_eq!(
-        call(&optional, "/hello", &[]).await.status(),
+        common::send(&optional, "/hello", &[]).await.status(),
         StatusCode::OK
     );
     assert_eq!(
-        call(&optional, "/me", &[]).await.status(),
+        common::send(&optional, "/me", &[]).await.status(),
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(bearer(&optional, "/hello", &token).await, StatusCode::OK);
@@ -907,7 +895,7 @@ async fn one_span_per_authentication_without_tokens() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        call(&router, "/me", &[]).await.status(),
+        common::send(&router, "/me", &[]).await.status(),
         StatusCode::UNAUTHORIZED
     );
 
