@@ -54,7 +54,7 @@ const D = {
   lifetime: "The access token lifetime is too long",
   scope: "The access token does not grant the required scope",
   severalHeaders: "More than one Authorization header",
-  badCredentials: "Malformed Bearer credentials",
+  badCredentials: "Malformed credentials",
 };
 
 // ---------------------------------------------------------------- encoding

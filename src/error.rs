@@ -107,7 +107,8 @@ pub enum InvalidRequest {
     SeveralAuthorizationHeaders,
     /// The token was presented by more than one method (header, query, cookie).
     SeveralCredentials,
-    /// The `Authorization: Bearer` header is not `Bearer <token68>`.
+    /// The credentials are malformed: `Authorization` is not `Bearer <token68>`
+    /// (or `DPoP <token68>`), or a query, cookie or form token is not valid.
     MalformedCredentials,
     /// The trusted proxy's client-certificate header is malformed or
     /// repeated (RFC 9440 §2.2).
@@ -280,7 +281,7 @@ impl InvalidRequest {
         match self {
             Self::SeveralAuthorizationHeaders => "More than one Authorization header",
             Self::SeveralCredentials => "More than one access token in the request",
-            Self::MalformedCredentials => "Malformed Bearer credentials",
+            Self::MalformedCredentials => "Malformed credentials",
             Self::MalformedClientCertificate => "Malformed client certificate header",
             Self::McpHeaderMismatch => {
                 "The Mcp-Method or Mcp-Name header does not match the request body"

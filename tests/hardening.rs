@@ -325,7 +325,7 @@ async fn encoded_names_and_non_ascii_cookies_cannot_hide_a_second_token() {
         )
         .body(Body::empty())
         .unwrap();
-    invalid_request(&oneshot(&app, req).await, "Malformed Bearer credentials");
+    invalid_request(&oneshot(&app, req).await, "Malformed credentials");
 }
 
 // 8. RFC 6750 §2.3: responses to query-token requests are `Cache-Control: private`.
