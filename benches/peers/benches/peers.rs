@@ -4,7 +4,8 @@
 //! at+jwt`, `iss`, `aud`, `exp`, `iat`, `scope`, `sub`, `client_id`, `jti`)
 //! and one 2048-bit RSA key. Every contender is an axum 0.8 `Router` with the
 //! same route (`GET /invoices`, a handler returning a static string) behind the
-//! crate's own axum integration, configured with static keys and the same
+//! crate's own axum integration (huskarl-resource-server has none: an axum
+//! `from_fn` middleware here), configured with static keys and the same
 //! claim checks (`iss`, `aud`, `exp`). One request is built and sent through
 //! `tower::ServiceExt::oneshot` per iteration, the same way for every
 //! contender (see `Drive`).
@@ -12,7 +13,9 @@
 //! Also measured: the plain Router (no auth) as the baseline, and
 //! `jsonwebtoken::decode` of the token with a prepared key (the floor: what
 //! the signature check and claim parsing cost by themselves), once per
-//! `jsonwebtoken` major version in use, since the peers use different ones.
+//! `jsonwebtoken` major version in use, since the peers use different ones;
+//! for huskarl-resource-server, which uses no `jsonwebtoken`, its own RS256
+//! signature check alone.
 //!
 //! Run: `cargo bench --manifest-path benches/peers/Cargo.toml`. At the end the
 //! bench prints a markdown table of medians and ratios from this run.
