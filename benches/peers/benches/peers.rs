@@ -4,7 +4,8 @@
 //! at+jwt`, `iss`, `aud`, `exp`, `iat`, `scope`, `sub`, `client_id`, `jti`)
 //! and one 2048-bit RSA key. Every contender is an axum 0.8 `Router` with the
 //! same route (`GET /invoices`, a handler returning a static string) behind the
-//! crate's own axum integration, configured with static keys and the same
+//! crate's own axum integration (huskarl-resource-server has none: an axum
+//! `from_fn` middleware here), configured with static keys and the same
 //! claim checks (`iss`, `aud`, `exp`). One request is built and sent through
 //! `tower::ServiceExt::oneshot` per iteration, the same way for every
 //! contender (see `Drive`).
@@ -12,7 +13,9 @@
 //! Also measured: the plain Router (no auth) as the baseline, and
 //! `jsonwebtoken::decode` of the token with a prepared key (the floor: what
 //! the signature check and claim parsing cost by themselves), once per
-//! `jsonwebtoken` major version in use, since the peers use different ones.
+//! `jsonwebtoken` major version in use, since the peers use different ones;
+//! for huskarl-resource-server, which uses no `jsonwebtoken`, its own RS256
+//! signature check alone.
 //!
 //! Run: `cargo bench --manifest-path benches/peers/Cargo.toml`. At the end the
 //! bench prints a markdown table of medians and ratios from this run.
@@ -28,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group};
 use futures_util::FutureExt;
@@ -151,6 +155,97 @@ fn oauth_resource_server_router(issuer: &TestIssuer) -> Router {
     plain().layer(layer)
 }
 
+/// huskarl-resource-server: it has no tower layer, so its `Rfc9068Validator`
+/// runs in an axum `from_fn_with_state` middleware that answers a failure
+/// with the crate's own `Rejection` (status and `WWW-Authenticate`) and hands
+/// the validated request to the handler in the extensions. Static keys: a
+/// `JwsVerifierFactory` that turns the issuer's JWKS into a
+/// `MultiKeyVerifier` once, at build; the validator checks `iss`, `aud`,
+/// `exp` (and `typ`, `iat`, `sub`, `client_id`, RFC 9068 §2.2).
+fn huskarl_router(issuer: &TestIssuer, rt: &tokio::runtime::Runtime) -> Router {
+    use huskarl_resource_server::validator::rfc9068::Rfc9068Validator;
+    let validator = rt
+        .block_on(
+            Rfc9068Validator::builder()
+                .issuer(ISS)
+                .audience(AUD)
+                .jws_verifier_factory(HuskarlStaticKeys(huskarl_jwks(&issuer.jwks())))
+                .build(),
+        )
+        .expect("huskarl-resource-server validator");
+    let metadata = validator.validator_metadata(None);
+    let state = Arc::new(HuskarlState {
+        validator,
+        metadata,
+    });
+    plain().layer(axum::middleware::from_fn_with_state(state, huskarl_auth))
+}
+
+fn huskarl_jwks(jwks: &serde_json::Value) -> huskarl_resource_server::core::jwk::PublicJwks {
+    let jwks: huskarl_resource_server::core::jwk::Jwks =
+        serde_json::from_value(jwks.clone()).expect("JWKS (huskarl)");
+    jwks.into()
+}
+
+/// A key source that never fetches: the verifiers of a fixed JWKS.
+struct HuskarlStaticKeys(huskarl_resource_server::core::jwk::PublicJwks);
+
+impl huskarl_resource_server::core::crypto::verifier::JwsVerifierFactory for HuskarlStaticKeys {
+    fn build(
+        &self,
+        _jwks_uri: Option<&huskarl_resource_server::core::EndpointUrl>,
+        platform: Arc<dyn huskarl_resource_server::core::crypto::verifier::JwsVerifierPlatform>,
+    ) -> huskarl_resource_server::core::platform::MaybeSendBoxFuture<
+        'static,
+        Result<
+            Arc<dyn huskarl_resource_server::core::crypto::verifier::JwsVerifier>,
+            huskarl_resource_server::core::Error,
+        >,
+    > {
+        use huskarl_resource_server::core::crypto::verifier::{JwsVerifier, MultiKeyVerifier};
+        let jwks = self.0.clone();
+        Box::pin(async move {
+            let keys = MultiKeyVerifier::from_jwks(&jwks, platform.as_ref()).await?;
+            Ok(Arc::new(keys) as Arc<dyn JwsVerifier>)
+        })
+    }
+}
+
+struct HuskarlState {
+    validator: huskarl_resource_server::validator::rfc9068::Rfc9068Validator,
+    metadata: huskarl_resource_server::validator::metadata::ValidatorMetadata,
+}
+
+/// The public origin the API is called at: the validator takes the absolute
+/// target URI (its docs: rebuilt from a configured base URL), read only for
+/// DPoP's `htu`.
+const HUSKARL_PUBLIC: &str = "http://127.0.0.1";
+
+async fn huskarl_auth(
+    axum::extract::State(state): axum::extract::State<Arc<HuskarlState>>,
+    mut req: Request<Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let Ok(uri) = format!("{HUSKARL_PUBLIC}{path}").parse::<http::Uri>() else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let result = state
+        .validator
+        .validate_request(req.headers(), req.method(), &uri, None)
+        .await;
+    if let Some(rejection) = result.rejection(&state.metadata, None) {
+        return rejection
+            .apply(http::Response::builder())
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    if let Ok(Some(validated)) = result.outcome {
+        req.extensions_mut().insert(Arc::new(validated));
+    }
+    next.run(req).await
+}
+
 /// How a request's future is driven: polled once (`now_or_never`) when every
 /// contender's future completes without waiting, else on a current-thread
 /// runtime (`block_on`) — the same for all contenders.
@@ -241,6 +336,11 @@ fn benches(c: &mut Criterion) {
             crypto: JWT9,
             router: oauth_resource_server_router(&issuer),
         },
+        Contender {
+            id: "huskarl-resource-server",
+            crypto: HUSKARL,
+            router: huskarl_router(&issuer, &rt),
+        },
     ];
 
     // Every contender must accept the token (and refuse a tampered one), and
@@ -297,6 +397,25 @@ fn benches(c: &mut Criterion) {
     v9.set_audience(&[AUD]);
     v9.set_required_spec_claims(&["exp", "iss", "aud"]);
 
+    // huskarl's only native backend is RustCrypto: its own floor is its RS256
+    // signature check alone (no claims), by the verifier its validator uses.
+    let huskarl_key = {
+        use huskarl_resource_server::core::crypto::verifier::JwsVerifierPlatform;
+        let platform: Arc<dyn JwsVerifierPlatform> =
+            huskarl_resource_server::DefaultJwsVerifierPlatform::default().into();
+        let jwks = huskarl_jwks(&serde_json::json!({ "keys": [issuer.jwk(Algorithm::RS256)] }));
+        rt.block_on(platform.create_verifier_from_jwk(jwks.keys[0].clone()))
+            .expect("huskarl RS256 verifier")
+    };
+    let huskarl_kid = issuer.kid(Algorithm::RS256);
+    let (signing_input, signature) = token.rsplit_once('.').unwrap();
+    let signature = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature)
+            .unwrap()
+    };
+
     let mut cases: Vec<Case<'_>> = vec![
         Case {
             id: "floor/jsonwebtoken11_decode",
@@ -326,6 +445,27 @@ fn benches(c: &mut Criterion) {
                     jsonwebtoken9::decode::<serde_json::Value>(black_box(&token), &key9, &v9)
                         .unwrap(),
                 );
+            }),
+        },
+        Case {
+            id: "floor/huskarl_rs256_verify",
+            crypto: HUSKARL,
+            run: Box::new(|| {
+                use huskarl_resource_server::core::crypto::verifier::JwsVerifier as _;
+                let key_match =
+                    huskarl_resource_server::core::crypto::verifier::KeyMatch::builder()
+                        .alg("RS256")
+                        .kid(&huskarl_kid)
+                        .build();
+                huskarl_key
+                    .verify(
+                        black_box(signing_input.as_bytes()),
+                        black_box(&signature),
+                        &key_match,
+                    )
+                    .now_or_never()
+                    .expect("huskarl verify was not ready")
+                    .unwrap();
             }),
         },
     ];
@@ -367,6 +507,7 @@ fn benches(c: &mut Criterion) {
 
 const JWT11: &str = "jsonwebtoken 11 (aws-lc-rs)";
 const JWT9: &str = "jsonwebtoken 9 (ring)";
+const HUSKARL: &str = "huskarl-crypto-native (RustCrypto `rsa` 0.10)";
 
 /// One measured operation.
 struct Case<'a> {
