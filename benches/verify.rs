@@ -435,6 +435,11 @@ criterion_group! {
 }
 
 fn main() {
+    // `INTERLEAVED_ONLY=1 cargo bench --bench verify`: the interleaved pass alone.
+    if std::env::var_os("INTERLEAVED_ONLY").is_some() {
+        interleaved();
+        return;
+    }
     verify();
     Criterion::default().configure_from_args().final_summary();
     summary();

@@ -718,6 +718,7 @@ impl TokenGuardBuilder {
                 }
                 None => None,
             },
+            header_memo: Default::default(),
         };
 
         let rules = KeyRules {

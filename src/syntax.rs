@@ -10,9 +10,8 @@
 //! assert!(is_valid_scope_token("read:invoices"));
 //! ```
 
-/// Whether `b` is a base64url character (RFC 4648 §5): arithmetic rather
-/// than a table or early exits, so that a whole token is checked in SIMD
-/// lanes (every request's token is scanned on the hot path).
+/// Whether `b` is a base64url character (RFC 4648 §5): arithmetic, no
+/// branch (every request's token is scanned on the hot path).
 #[inline(always)]
 fn is_b64url_byte(b: u8) -> bool {
     // `| 0x20` folds A–Z onto a–z and nothing else onto a–z.
@@ -25,7 +24,8 @@ fn is_token68_byte(b: u8) -> bool {
     is_b64url_byte(b) | (b == b'.') | (b == b'~') | (b == b'+') | (b == b'/')
 }
 
-/// Whether every byte of `bytes` passes `ok`, in branch-free chunks.
+/// Whether every byte of `bytes` passes `ok`: no branch per byte, one per
+/// chunk.
 #[inline(always)]
 fn all_bytes(bytes: &[u8], ok: impl Fn(u8) -> bool + Copy) -> bool {
     bytes
@@ -36,8 +36,13 @@ fn all_bytes(bytes: &[u8], ok: impl Fn(u8) -> bool + Copy) -> bool {
 /// Whether `s` is a token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 pub fn is_token68(s: &[u8]) -> bool {
     // Most tokens have no padding: the whole of it first.
-    let unpadded = s.iter().rposition(|&b| b != b'=').map_or(0, |last| last + 1);
-    unpadded > 0 && s.get(..unpadded).is_some_and(|body| all_bytes(body, is_token68_byte))
+    let unpadded = s
+        .iter()
+        .rposition(|&b| b != b'=')
+        .map_or(0, |last| last + 1);
+    unpadded > 0
+        && s.get(..unpadded)
+            .is_some_and(|body| all_bytes(body, is_token68_byte))
 }
 
 /// Whether `c` may appear in an RFC 6749 scope-token:

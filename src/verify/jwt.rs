@@ -36,6 +36,56 @@ pub(crate) struct Policy {
     pub(crate) scope_source: ScopeSource,
     /// Scopes that imply others, when configured.
     pub(crate) hierarchy: Option<Arc<crate::scope::ScopeHierarchy>>,
+    /// The last JOSE header that passed, parsed.
+    pub(crate) header_memo: HeaderMemo,
+}
+
+/// The last JOSE header segment that passed [`Policy::parse`], with what it
+/// says. An issuer's tokens share a few headers (one per key), so the
+/// base64url decoding and JSON parsing of the header are skipped for most
+/// tokens; the memo is the exact segment, so nothing else can match it.
+#[derive(Default)]
+pub(crate) struct HeaderMemo(arc_swap::ArcSwapOption<MemoEntry>);
+
+struct MemoEntry {
+    segment: Box<str>,
+    alg: Algorithm,
+    kid: Option<Arc<str>>,
+}
+
+/// Headers longer than this (base64url) are not memorised.
+const MAX_MEMO_SEGMENT: usize = 512;
+
+impl HeaderMemo {
+    /// What `segment` says, if it is the memorised one.
+    fn get(&self, segment: &str) -> Option<(Algorithm, Option<Arc<str>>)> {
+        let guard = self.0.load();
+        let entry = guard.as_deref()?;
+        (*entry.segment == *segment).then(|| (entry.alg, entry.kid.clone()))
+    }
+
+    fn put(&self, segment: &str, alg: Algorithm, kid: Option<Arc<str>>) {
+        if segment.len() <= MAX_MEMO_SEGMENT {
+            self.0.store(Some(Arc::new(MemoEntry {
+                segment: Box::from(segment),
+                alg,
+                kid,
+            })));
+        }
+    }
+}
+
+impl Clone for HeaderMemo {
+    /// An empty memo: a copy of the policy learns its own headers.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for HeaderMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeaderMemo")
+    }
 }
 
 impl Policy {
@@ -106,10 +156,40 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 /// A token split and its header checked; not yet verified.
 struct Parsed<'t> {
     alg: Algorithm,
-    kid: Option<String>,
+    kid: Option<Arc<str>>,
     signing_input: &'t str,
     payload: &'t str,
-    signature: &'t str,
+    signature: Signature,
+}
+
+/// Room for the largest signature of an accepted key (RSA, 8192 bits).
+const MAX_SIGNATURE_LEN: usize = 1024;
+
+/// A decoded signature, on the stack.
+struct Signature {
+    bytes: [u8; MAX_SIGNATURE_LEN],
+    len: usize,
+}
+
+impl Signature {
+    /// Decodes a base64url signature segment; `Err` for one that is not
+    /// base64url. Longer than any key's signature: `Ok(None)`.
+    fn decode(segment: &str) -> Result<Option<Self>, base64::DecodeSliceError> {
+        if segment.len() > (MAX_SIGNATURE_LEN * 4).div_ceil(3) {
+            return if is_b64url(segment) {
+                Ok(None)
+            } else {
+                Err(base64::DecodeSliceError::OutputSliceTooSmall)
+            };
+        }
+        let mut bytes = [0; MAX_SIGNATURE_LEN];
+        let len = URL_SAFE_NO_PAD.decode_slice(segment, &mut bytes)?;
+        Ok(Some(Self { bytes, len }))
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
 }
 
 fn invalid(reason: InvalidToken) -> AuthError {
@@ -132,18 +212,18 @@ impl Policy {
         let Some((header, payload)) = signing_input.split_once('.') else {
             return Err(invalid(InvalidToken::Malformed));
         };
-        if header.is_empty()
-            || payload.is_empty()
-            || !is_b64url(header)
-            || !is_b64url(payload)
-            || !is_b64url(signature)
-        {
+        if header.is_empty() || payload.is_empty() || !is_b64url(header) || !is_b64url(payload) {
             return Err(invalid(InvalidToken::Malformed));
         }
-        if signature.is_empty() {
+        // Decoding checks the signature's syntax: one pass, not two.
+        let signature = match Signature::decode(signature) {
+            Err(_) => return Err(invalid(InvalidToken::Malformed)),
             // An unsigned token (`alg: none` or a stripped signature).
-            return Err(invalid(InvalidToken::BadSignature));
-        }
+            Ok(Some(s)) if s.len == 0 => return Err(invalid(InvalidToken::BadSignature)),
+            Ok(Some(s)) => s,
+            // No key makes a signature this long.
+            Ok(None) => return Err(invalid(InvalidToken::BadSignature)),
+        };
         if header.len() > MAX_HEADER_LEN * 4 / 3 + 4 {
             return Err(invalid(InvalidToken::Malformed));
         }
@@ -151,6 +231,22 @@ impl Policy {
         if payload.len() > MAX_CLAIMS_LEN * 4 / 3 + 4 {
             return Err(invalid(InvalidToken::TooLarge));
         }
+        let (alg, kid) = match self.header_memo.get(header) {
+            Some(known) => known,
+            None => self.parse_header(header)?,
+        };
+        Ok(Parsed {
+            alg,
+            kid,
+            signing_input,
+            payload,
+            signature,
+        })
+    }
+
+    /// Decodes and checks a JOSE header segment: its algorithm and `kid`.
+    /// A header that passes is memorised.
+    fn parse_header(&self, header: &str) -> Result<(Algorithm, Option<Arc<str>>), AuthError> {
         let header_json = URL_SAFE_NO_PAD
             .decode(header)
             .map_err(|_| invalid(InvalidToken::Malformed))?;
@@ -173,21 +269,14 @@ impl Policy {
             return Err(invalid(InvalidToken::UnsupportedCritical));
         }
         check_typ(h.typ.as_deref(), self.require_typ)?;
-        Ok(Parsed {
-            alg,
-            kid: h.kid,
-            signing_input,
-            payload,
-            signature,
-        })
+        let kid: Option<Arc<str>> = h.kid.map(Arc::from);
+        self.header_memo.put(header, alg, kid.clone());
+        Ok((alg, kid))
     }
 
     /// Verifies the signature with `key`, then the claims.
     fn finish(&self, parsed: &Parsed<'_>, key: &VerifyingKey) -> VerifyResult {
-        let signature = URL_SAFE_NO_PAD
-            .decode(parsed.signature)
-            .map_err(|_| invalid(InvalidToken::Malformed))?;
-        if !key.verify(parsed.signing_input.as_bytes(), &signature) {
+        if !key.verify(parsed.signing_input.as_bytes(), parsed.signature.as_bytes()) {
             return Err(invalid(InvalidToken::BadSignature));
         }
         let payload = URL_SAFE_NO_PAD
@@ -417,5 +506,63 @@ mod tests {
         assert!(check_typ(Some("applicationét+jwt"), true).is_err());
         assert!(check_typ(Some("applicationé/jwt"), false).is_err());
         assert!(check_typ(Some("application/"), false).is_err());
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            issuer: None,
+            audiences: Vec::new(),
+            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+            leeway: 30,
+            require_typ: true,
+            max_lifetime: None,
+            max_token_len: 8192,
+            scope_source: ScopeSource::default(),
+            hierarchy: None,
+            header_memo: HeaderMemo::default(),
+        }
+    }
+
+    fn b64(json: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    /// The memo answers only for the exact segment that passed; every other
+    /// header is parsed and judged as if there were none.
+    #[test]
+    fn the_header_memo_remembers_only_what_passed() {
+        let p = policy();
+        let good = b64(r#"{"alg":"RS256","typ":"at+jwt","kid":"k1"}"#);
+        let token = |h: &str| format!("{h}.e30.c2ln");
+        let kid =
+            |r: Result<Parsed<'_>, AuthError>| r.map(|p| (p.alg, p.kid.map(|k| k.to_string())));
+        assert_eq!(
+            kid(p.parse(&token(&good))),
+            Ok((Algorithm::RS256, Some("k1".into())))
+        );
+        assert!(p.header_memo.get(&good).is_some());
+        // From the memo, the same answer.
+        assert_eq!(
+            kid(p.parse(&token(&good))),
+            Ok((Algorithm::RS256, Some("k1".into())))
+        );
+        // Refused headers are judged afresh and not remembered.
+        for bad in [
+            r#"{"alg":"RS256","typ":"at+jwt","kid":"k1","crit":["x"]}"#,
+            r#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#,
+            r#"{"alg":"RS256","typ":"JWT","kid":"k1"}"#,
+            r#"{"alg":"RS256","typ":"at+jwt","kid":null}"#,
+        ] {
+            let bad = b64(bad);
+            assert!(p.parse(&token(&bad)).is_err(), "{bad}");
+            assert!(p.header_memo.get(&bad).is_none());
+            assert!(p.header_memo.get(&good).is_some());
+        }
+        // Another good header replaces the memo.
+        let other = b64(r#"{"alg":"ES256","typ":"at+jwt"}"#);
+        assert_eq!(kid(p.parse(&token(&other))), Ok((Algorithm::ES256, None)));
+        assert!(p.header_memo.get(&good).is_none());
+        // A copy of the policy starts empty.
+        assert!(p.clone().header_memo.get(&other).is_none());
     }
 }

@@ -103,6 +103,7 @@ mod tests {
             max_token_len: 8192,
             scope_source: ScopeSource::default(),
             hierarchy: None,
+            header_memo: Default::default(),
         }
     }
 
