@@ -158,7 +158,8 @@ struct Parsed<'t> {
     alg: Algorithm,
     kid: Option<Arc<str>>,
     signing_input: &'t str,
-    payload: &'t str,
+    /// The claims, decoded.
+    payload: Vec<u8>,
     signature: Signature,
 }
 
@@ -212,9 +213,17 @@ impl Policy {
         let Some((header, payload)) = signing_input.split_once('.') else {
             return Err(invalid(InvalidToken::Malformed));
         };
-        if header.is_empty() || payload.is_empty() || !is_b64url(header) || !is_b64url(payload) {
+        if header.is_empty() || payload.is_empty() || !is_b64url(header) {
             return Err(invalid(InvalidToken::Malformed));
         }
+        // Refused before any decoding or cryptography.
+        if payload.len() > MAX_CLAIMS_LEN * 4 / 3 + 4 {
+            return Err(invalid(InvalidToken::TooLarge));
+        }
+        // Decoding checks the claims' syntax: one pass, not two.
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| invalid(InvalidToken::Malformed))?;
         // Decoding checks the signature's syntax: one pass, not two.
         let signature = match Signature::decode(signature) {
             Err(_) => return Err(invalid(InvalidToken::Malformed)),
@@ -226,10 +235,6 @@ impl Policy {
         };
         if header.len() > MAX_HEADER_LEN * 4 / 3 + 4 {
             return Err(invalid(InvalidToken::Malformed));
-        }
-        // Refused before any cryptography.
-        if payload.len() > MAX_CLAIMS_LEN * 4 / 3 + 4 {
-            return Err(invalid(InvalidToken::TooLarge));
         }
         let (alg, kid) = match self.header_memo.get(header) {
             Some(known) => known,
@@ -275,13 +280,12 @@ impl Policy {
     }
 
     /// Verifies the signature with `key`, then the claims.
-    fn finish(&self, parsed: &Parsed<'_>, key: &VerifyingKey) -> VerifyResult {
+    /// Takes the decoded claims out of `parsed`: called once per parse.
+    fn finish(&self, parsed: &mut Parsed<'_>, key: &VerifyingKey) -> VerifyResult {
         if !key.verify(parsed.signing_input.as_bytes(), parsed.signature.as_bytes()) {
             return Err(invalid(InvalidToken::BadSignature));
         }
-        let payload = URL_SAFE_NO_PAD
-            .decode(parsed.payload)
-            .map_err(|_| invalid(InvalidToken::Malformed))?;
+        let payload = std::mem::take(&mut parsed.payload);
         let claims: AccessTokenClaims = serde_json::from_slice(&payload)
             .map_err(|_| invalid(InvalidToken::InvalidClaim("claims")))?;
         self.check_claims(&claims, NumericDate::now().as_secs(), Required::ALL)?;
@@ -378,7 +382,7 @@ impl JwtVerifier {
     fn with_keys(
         &self,
         token: &str,
-        parsed: &Parsed<'_>,
+        parsed: &mut Parsed<'_>,
         keys: &KeySet,
     ) -> Result<VerifyResult, NoKey> {
         let key = keys.select(parsed.kid.as_deref(), parsed.alg)?;
@@ -431,21 +435,21 @@ impl Verifier for Arc<JwtVerifier> {
 
     fn verify(&self, token: &str) -> Verification {
         let this = self;
-        let parsed = match this.policy.parse(token) {
+        let mut parsed = match this.policy.parse(token) {
             Ok(p) => p,
             Err(e) => return Verification::Done(Err(e)),
         };
         let remote = match &this.keys {
             KeySource::Static(keys) => {
                 return Verification::Done(
-                    this.with_keys(token, &parsed, keys)
+                    this.with_keys(token, &mut parsed, keys)
                         .unwrap_or_else(|r| Err(no_key(r))),
                 );
             }
             KeySource::Remote(remote) => remote,
         };
         if let Some(keys) = remote.cached() {
-            match this.with_keys(token, &parsed, &keys) {
+            match this.with_keys(token, &mut parsed, &keys) {
                 Ok(done) => return Verification::Done(done),
                 // A key pinned to another algorithm will not change with a refetch.
                 Err(NoKey::AlgorithmMismatch) => {
@@ -477,8 +481,8 @@ impl Verifier for Arc<JwtVerifier> {
                     }
                 },
             };
-            let parsed = this.policy.parse(&token)?;
-            this.with_keys(&token, &parsed, &keys)
+            let mut parsed = this.policy.parse(&token)?;
+            this.with_keys(&token, &mut parsed, &keys)
                 .unwrap_or_else(|r| Err(no_key(r)))
         }))
     }
