@@ -163,13 +163,28 @@ impl<'a> Found<'a> {
     }
 
     /// The token, its token68 syntax checked.
+    #[cfg(test)]
     pub(crate) fn token(&self) -> Result<&str, AuthError> {
-        if self.checked {
-            // Checked when decoded from a query or cookie.
-            std::str::from_utf8(&self.bytes)
-                .map_err(|_| AuthError::invalid_request(InvalidRequest::MalformedCredentials))
+        self.syntax()?;
+        self.text()
+    }
+
+    /// The token as text, its token68 syntax not checked yet: for a
+    /// verifier that checks it with [`syntax`](Self::syntax) when it must.
+    pub(crate) fn text(&self) -> Result<&str, AuthError> {
+        std::str::from_utf8(&self.bytes)
+            .map_err(|_| AuthError::invalid_request(InvalidRequest::MalformedCredentials))
+    }
+
+    /// Whether the token is a token68 (RFC 6750 §2.1).
+    pub(crate) fn syntax(&self) -> Result<(), AuthError> {
+        // Checked when decoded from a query or cookie.
+        if self.checked || is_token68(&self.bytes) {
+            Ok(())
         } else {
-            check_token68(&self.bytes)
+            Err(AuthError::invalid_request(
+                InvalidRequest::MalformedCredentials,
+            ))
         }
     }
 }

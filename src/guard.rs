@@ -225,8 +225,8 @@ impl TokenGuard {
         // checked then, so nothing else is needed before binding.
         let verification = match inner.verifier.cached(found.bytes()) {
             Some(hit) => Verification::Done(Ok(hit)),
-            None => match found.token() {
-                Ok(token) => inner.verifier.verify(token),
+            None => match found.text() {
+                Ok(token) => inner.verifier.verify_request(token, &|| found.syntax()),
                 Err(e) => Verification::Done(Err(e)),
             },
         };

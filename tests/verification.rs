@@ -554,6 +554,27 @@ async fn missing_and_malformed_credentials() {
         &send(&app, "/me", &["Bearer a\"b"]).await,
         "Malformed credentials",
     );
+    // A JWT with a character outside token68 in any segment, or `=` before
+    // its end, is a malformed request (400), not a bad token (401): the
+    // verifier checks the syntax before it refuses.
+    let (h, rest) = token.split_once('.').unwrap();
+    let (p, sig) = rest.split_once('.').unwrap();
+    for bad in [
+        format!("{h}!.{p}.{sig}"),
+        format!("{h}.{p}!.{sig}"),
+        format!("{h}.{p}.{sig}!"),
+        format!("{h}=.{p}.{sig}"),
+        format!("{h}.{p}.{sig}é"),
+        String::from("opaque!token"),
+    ] {
+        bad_request(
+            &send(&app, "/me", &[&format!("Bearer {bad}")]).await,
+            "Malformed credentials",
+        );
+    }
+    // A token68 that is not a JWT is a bad token.
+    let res = send(&app, "/me", &[&format!("Bearer {h}~.{p}.{sig}")]).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     // The scheme is case-insensitive.
     assert_eq!(
         send(&app, "/me", &[&format!("bEARER {token}")])

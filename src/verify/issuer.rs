@@ -9,6 +9,7 @@ use super::introspect::Introspector;
 use super::jwt::JwtVerifier;
 use super::{Verification, Verifier, peek_issuer};
 use crate::claims::AccessToken;
+use crate::error::AuthError;
 
 pub(crate) struct IssuerVerifier {
     pub(crate) jwt: Arc<JwtVerifier>,
@@ -47,6 +48,22 @@ impl Verifier for Arc<IssuerVerifier> {
                 introspect.verify(token)
             }
             _ => self.jwt.verify(token),
+        }
+    }
+
+    fn verify_request(
+        &self,
+        token: &str,
+        syntax: &dyn Fn() -> Result<(), AuthError>,
+    ) -> Verification {
+        match &self.introspection {
+            Some(introspect) if introspect.introspect_jwts || !self.is_own_jwt(token) => {
+                match syntax() {
+                    Ok(()) => introspect.verify(token),
+                    Err(e) => Verification::Done(Err(e)),
+                }
+            }
+            _ => self.jwt.verify_request(token, syntax),
         }
     }
 }

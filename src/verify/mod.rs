@@ -56,6 +56,20 @@ pub(crate) trait Verifier: Send + Sync + 'static {
     /// Verifies `token` (not looking in the cache).
     fn verify(&self, token: &str) -> Verification;
 
+    /// Verifies a request's token whose token68 syntax `syntax` checks. By
+    /// default it is checked first; a verifier whose parsing proves it (a
+    /// JWT: base64url segments and dots) checks it only before a refusal.
+    fn verify_request(
+        &self,
+        token: &str,
+        syntax: &dyn Fn() -> Result<(), AuthError>,
+    ) -> Verification {
+        match syntax() {
+            Ok(()) => self.verify(token),
+            Err(e) => Verification::Done(Err(e)),
+        }
+    }
+
     /// The cache, then verification.
     fn cached_or_verify(&self, token: &str) -> Verification {
         match self.cached(token.as_bytes()) {
