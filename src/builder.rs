@@ -28,7 +28,7 @@ use crate::claims::ScopeSource;
 use crate::credential::TokenSources;
 use crate::error::AuthError;
 use crate::fetch::{FetchError, Fetcher, check_url, default_client};
-use crate::guard::{GuardInner, RequestSettings, TokenGuard};
+use crate::guard::{GuardInner, RequestSettings, ResourceMetadata, TokenGuard};
 use crate::keys::remote::{RemoteConfig, RemoteKeys, RemoteSource};
 use crate::keys::{KeyError, KeyRules, KeySet, VerifyingKey};
 use crate::metadata::{GuardFacts, ProtectedResource};
@@ -117,12 +117,29 @@ impl TokenGuard {
             opaque,
             max_token_len: first.request.max_token_len,
         };
+        // The document names every issuer, unless the first guard named its
+        // authorization servers itself.
+        let metadata = match &first.metadata {
+            Some(m) => match &m.for_issuers {
+                Some(render) => {
+                    let names = issuers.iter().filter_map(|v| v.issuer()).map(Into::into);
+                    let json =
+                        render(names.collect()).map_err(BuildError::InvalidResourceMetadata)?;
+                    Some(Arc::new(ResourceMetadata {
+                        json,
+                        ..(**m).clone()
+                    }))
+                }
+                None => Some(m.clone()),
+            },
+            None => None,
+        };
         Ok(TokenGuard {
             inner: Arc::new(GuardInner {
                 verifier: Box::new(multi),
                 issuers,
                 request: first.request.clone(),
-                metadata: first.metadata.clone(),
+                metadata,
             }),
         })
     }

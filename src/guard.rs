@@ -66,13 +66,21 @@ pub(crate) struct GuardInner {
 }
 
 /// A rendered RFC 9728 document and where it is served.
+#[derive(Clone)]
 pub(crate) struct ResourceMetadata {
     /// Its URL (what challenges name in `resource_metadata`).
     pub(crate) url: Arc<str>,
     /// The paths to serve it at.
     pub(crate) paths: Vec<String>,
     pub(crate) json: bytes::Bytes,
+    /// When no authorization server was named: the document again for
+    /// other issuers (those of a multi-issuer guard).
+    pub(crate) for_issuers: Option<RenderForIssuers>,
 }
+
+/// Renders a metadata document for the given issuers.
+pub(crate) type RenderForIssuers =
+    Arc<dyn Fn(Vec<String>) -> Result<bytes::Bytes, String> + Send + Sync>;
 
 /// The request-level settings: where the token is looked for, how large it
 /// may be, DPoP, and how every refusal is rendered. One set per guard; a

@@ -33,7 +33,7 @@ use bytes::Bytes;
 use reqwest::Url;
 use serde::Serialize;
 
-use crate::guard::{ResourceMetadata, TokenGuard};
+use crate::guard::{RenderForIssuers, ResourceMetadata, TokenGuard};
 
 /// The well-known path segment of RFC 9728 §3.
 const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -103,6 +103,7 @@ impl ProtectedResource {
 }
 
 /// What the guard's own settings add to the document.
+#[derive(Clone)]
 pub(crate) struct GuardFacts {
     pub(crate) issuers: Vec<String>,
     pub(crate) bearer_methods: Vec<&'static str>,
@@ -152,6 +153,17 @@ impl ProtectedResource {
         if let Some(doc) = &self.resource_documentation {
             check_url("resource_documentation", doc)?;
         }
+        let for_issuers: Option<RenderForIssuers> =
+            self.authorization_servers.is_empty().then(|| {
+                let (description, facts) = (self.clone(), facts.clone());
+                Arc::new(move |issuers: Vec<String>| {
+                    let facts = GuardFacts {
+                        issuers,
+                        ..facts.clone()
+                    };
+                    description.clone().build(facts).map(|m| m.json)
+                }) as RenderForIssuers
+            });
         let servers = if self.authorization_servers.is_empty() {
             facts.issuers
         } else {
@@ -194,6 +206,7 @@ impl ProtectedResource {
             url: Arc::from(url.as_str()),
             paths,
             json: Bytes::from(json),
+            for_issuers,
         })
     }
 }

@@ -219,3 +219,48 @@ async fn the_resource_is_configuration_and_checked() {
 fn app_root(guard: &TokenGuard) -> Router {
     Router::new().merge(guard.metadata_router())
 }
+
+/// A multi-issuer guard's document names every issuer it trusts (not just
+/// the first guard's), unless the first guard named its servers itself; the
+/// challenges keep the same URL.
+#[tokio::test]
+async fn a_multi_issuer_document_names_every_issuer() {
+    let a = TestIssuer::with_issuer("https://a.example.com");
+    let b = TestIssuer::with_issuer("https://b.example.com");
+    let described = |i: &TestIssuer, named: Option<&str>| {
+        let mut resource = ProtectedResource::new(RESOURCE);
+        if let Some(server) = named {
+            resource = resource.authorization_server(server);
+        }
+        i.guard_builder(RESOURCE)
+            .protected_resource(resource)
+            .build()
+            .unwrap()
+    };
+    let servers = |guard: &TokenGuard| {
+        let doc: serde_json::Value =
+            serde_json::from_slice(guard.resource_metadata_document().unwrap()).unwrap();
+        doc["authorization_servers"].clone()
+    };
+    let multi = TokenGuard::multi_issuer([described(&a, None), b.guard(RESOURCE)]).unwrap();
+    assert_eq!(
+        servers(&multi),
+        serde_json::json!(["https://a.example.com", "https://b.example.com"])
+    );
+    assert_eq!(multi.resource_metadata_url(), Some(METADATA));
+    // Served as rendered.
+    let path = METADATA.strip_prefix("https://api.example.com").unwrap();
+    let res = get_with(&app(&multi), path, None).await;
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body, multi.resource_metadata_document().unwrap());
+
+    let named = TokenGuard::multi_issuer([
+        described(&a, Some("https://as.example.com")),
+        b.guard(RESOURCE),
+    ])
+    .unwrap();
+    assert_eq!(
+        servers(&named),
+        serde_json::json!(["https://as.example.com"])
+    );
+}

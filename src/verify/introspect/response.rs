@@ -66,7 +66,9 @@ pub(crate) fn read(body: Bytes, policy: &Policy, require_aud: bool) -> Result<An
                 return refuse(InvalidToken::SenderConstrained);
             }
         }
-        Some(_) => return refuse(InvalidToken::WrongType),
+        Some(serde_json::Value::String(_)) => return refuse(InvalidToken::WrongType),
+        // Like any other claim of the wrong JSON type: the server's fault.
+        Some(_) => return Err(Garbage("`token_type` is not a string")),
     }
     let required = Required {
         iss: false,
@@ -200,6 +202,8 @@ mod tests {
         ));
         // Wrong types are the server's fault.
         assert!(answer(base(serde_json::json!({"exp": "soon"}))).is_err());
+        assert!(answer(base(serde_json::json!({"token_type": 1}))).is_err());
+        assert!(answer(base(serde_json::json!({"token_type": ["bearer"]}))).is_err());
         let lenient = read(
             Bytes::from(serde_json::json!({"active": true, "exp": now + 60}).to_string()),
             &policy(),
