@@ -122,18 +122,33 @@ impl Serialize for Audience {
 }
 
 impl<'de> Deserialize<'de> for Audience {
+    // A visitor rather than `#[serde(untagged)]`, which buffers the value
+    // before trying each shape: this runs on every verification.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum OneOrMany {
-            One(String),
-            Many(Vec<String>),
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Audience;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a non-empty array of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience, E> {
+                Ok(Audience(vec![v.to_owned()]))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Audience, E> {
+                Ok(Audience(vec![v]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
+                while let Some(a) = seq.next_element::<String>()? {
+                    all.push(a);
+                }
+                if all.is_empty() {
+                    return Err(de::Error::custom("empty audience"));
+                }
+                Ok(Audience(all))
+            }
         }
-        match OneOrMany::deserialize(d)? {
-            OneOrMany::One(s) => Ok(Audience(vec![s])),
-            OneOrMany::Many(v) if !v.is_empty() => Ok(Audience(v)),
-            OneOrMany::Many(_) => Err(de::Error::custom("empty audience")),
-        }
+        d.deserialize_any(V)
     }
 }
 
@@ -456,6 +471,22 @@ mod tests {
         assert_eq!(c.aud.unwrap().iter().collect::<Vec<_>>(), ["x"]);
         assert!(serde_json::from_str::<AccessTokenClaims>(r#"{"aud":[]}"#).is_err());
         assert!(serde_json::from_str::<AccessTokenClaims>(r#"{"aud":[1]}"#).is_err());
+        let many: AccessTokenClaims = serde_json::from_str(r#"{"aud":["a","b\u0063"]}"#).unwrap();
+        assert_eq!(many.aud.unwrap().iter().collect::<Vec<_>>(), ["a", "bc"]);
+        for bad in [
+            r#"["a",1]"#,
+            "null",
+            r#"{"a":1}"#,
+            "1",
+            "true",
+            r#"[["a"]]"#,
+        ] {
+            let json = format!(r#"{{"aud":{bad}}}"#);
+            assert!(
+                serde_json::from_str::<AccessTokenClaims>(&json).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

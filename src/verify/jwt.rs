@@ -193,6 +193,19 @@ impl Signature {
     }
 }
 
+/// Decodes unpadded base64url into a buffer of exactly the decoded size, so
+/// that the token keeps it without reallocating. `None` for bad base64url.
+fn decode_exact(segment: &str) -> Option<Vec<u8>> {
+    let len = match segment.len() % 4 {
+        1 => return None,
+        rest => segment.len() / 4 * 3 + rest.saturating_sub(1),
+    };
+    let mut out = vec![0; len];
+    let written = URL_SAFE_NO_PAD.decode_slice(segment, &mut out).ok()?;
+    out.truncate(written);
+    Some(out)
+}
+
 fn invalid(reason: InvalidToken) -> AuthError {
     AuthError::invalid_token(reason)
 }
@@ -221,9 +234,7 @@ impl Policy {
             return Err(invalid(InvalidToken::TooLarge));
         }
         // Decoding checks the claims' syntax: one pass, not two.
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| invalid(InvalidToken::Malformed))?;
+        let payload = decode_exact(payload).ok_or_else(|| invalid(InvalidToken::Malformed))?;
         // Decoding checks the signature's syntax: one pass, not two.
         let signature = match Signature::decode(signature) {
             Err(_) => return Err(invalid(InvalidToken::Malformed)),
@@ -507,6 +518,20 @@ fn verify_parsed(this: &Arc<JwtVerifier>, token: &str, mut parsed: Parsed<'_>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_decode_into_exactly_sized_buffers() {
+        for n in 0..70 {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 37 % 256) as u8).collect();
+            let decoded = decode_exact(&URL_SAFE_NO_PAD.encode(&bytes)).unwrap();
+            assert_eq!(decoded, bytes);
+            assert_eq!(decoded.capacity(), n);
+        }
+        // Padding, a dangling character, standard-alphabet and trailing bits.
+        for bad in ["eyJ9=", "eyJ9e", "a+b/", "ab-_x", "AB", "eyJ9\n"] {
+            assert!(decode_exact(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn typ_rules() {
