@@ -1,6 +1,6 @@
 // Hostile tokens for tokenguard, made by a second JOSE implementation.
 //
-// tests/attacks.rs runs `node craft.mjs` and reads ONE JSON document from
+// tests/it/attacks.rs runs `node craft.mjs` and reads ONE JSON document from
 // stdout:
 //
 //   { "issuer", "audience", "required_scope", "jwks": {public JWK set},

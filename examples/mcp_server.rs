@@ -22,7 +22,7 @@
 //! through discovery). `mcp-e2e/auth-server.mjs` (oidc-provider) is one to
 //! try on loopback: `node mcp-e2e/client.mjs http://127.0.0.1:3000/mcp
 //! --client-id … --client-secret … --issuer …` then does the whole OAuth
-//! dance with the MCP TypeScript SDK (see `tests/rmcp.rs`).
+//! dance with the MCP TypeScript SDK (see `tests/it/rmcp.rs`).
 //!
 //! `PORT` sets the port (default 3000; the server listens on 127.0.0.1
 //! only); `PUBLIC_URL` the URL clients call (default

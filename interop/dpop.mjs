@@ -1,6 +1,6 @@
 // DPoP proofs (RFC 9449 §4) made by a JOSE implementation tokenguard did not
 // write: panva's `jose` (pinned in package.json), for the interop tests
-// (tests/interop/dpop.rs). The same proofs go to the real authorization
+// (tests/it/interop/dpop.rs). The same proofs go to the real authorization
 // server (interop/server.mjs, its token endpoint) and to tokenguard.
 //
 //   node dpop.mjs

@@ -1,5 +1,5 @@
 // A real OAuth 2.0 / OpenID Connect authorization server for tokenguard's
-// interop tests (tests/interop.rs): panva's oidc-provider, configured the way
+// interop tests (tests/it/interop.rs): panva's oidc-provider, configured the way
 // a deployment issuing RFC 9068 JWT access tokens is.
 //
 //   node server.mjs [--port N] [--keys FILE] [--exit-with-stdin]

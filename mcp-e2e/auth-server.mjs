@@ -1,5 +1,5 @@
 // A real OAuth 2.0 authorization server (panva's oidc-provider) for the MCP
-// end-to-end test of tests/rmcp.rs: the MCP TypeScript SDK client finds it
+// end-to-end test of tests/it/rmcp.rs: the MCP TypeScript SDK client finds it
 // through the MCP server's 401 and RFC 9728 document, and gets its token
 // here with the client credentials grant.
 //

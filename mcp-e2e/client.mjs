@@ -1,5 +1,5 @@
 // The official MCP TypeScript SDK as a client of a tokenguard-protected MCP
-// server (tests/rmcp.rs runs it against examples/mcp_server.rs).
+// server (tests/it/rmcp.rs runs it against examples/mcp_server.rs).
 //
 //   node client.mjs <server URL> [--token T] [tool | tool=<JSON arguments>]...
 //   node client.mjs <server URL> --client-id ID --client-secret S --issuer URL [--scope "a b"] [tool ...]

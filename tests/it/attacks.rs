@@ -119,9 +119,9 @@ fn npm() -> &'static str {
     if cfg!(windows) { "npm.cmd" } else { "npm" }
 }
 
-const NEED_NODE: &str = "tests/attacks.rs crafts its hostile tokens with the `jose` npm package and \
+const NEED_NODE: &str = "tests/it/attacks.rs crafts its hostile tokens with the `jose` npm package and \
      needs Node.js >= 20.19 and npm on PATH. Install them (e.g. `apt-get install nodejs npm`, \
-     or from https://nodejs.org), then re-run `cargo test --all-features --test attacks`; \
+     or from https://nodejs.org), then re-run `cargo test --all-features --test it attacks::`; \
      attacks/node_modules is installed with `npm ci` automatically";
 
 fn tool_version(program: &str) -> String {

@@ -1,7 +1,7 @@
 //! Extractors, route-level scope layers, scope sources and custom error
 //! bodies, through real axum Routers and a bare tower service.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 

@@ -1,7 +1,7 @@
 //! JWT verification through a real axum Router: every accepted algorithm, and
 //! each rejection of the strict defaults, with its status and challenge.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

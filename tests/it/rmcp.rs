@@ -36,7 +36,7 @@ use tokenguard::{StripCredentialsLayer, Token, TokenGuard};
 /// The example's server, compiled here as a module: the tests check the
 /// code people copy.
 #[allow(dead_code)]
-#[path = "../examples/mcp_server.rs"]
+#[path = "../../examples/mcp_server.rs"]
 mod mcp_server;
 
 const PROTOCOL: &str = "2025-06-18";
@@ -618,7 +618,7 @@ fn npm() -> &'static str {
     if cfg!(windows) { "npm.cmd" } else { "npm" }
 }
 
-const INSTALL_NODE: &str = "the MCP end-to-end test (tests/rmcp.rs) runs the official MCP \
+const INSTALL_NODE: &str = "the MCP end-to-end test (tests/it/rmcp.rs) runs the official MCP \
      TypeScript SDK client with Node.js: install Node.js >= 20 and npm (https://nodejs.org/) \
      and make sure `node` and `npm` are on PATH";
 

@@ -2,6 +2,7 @@
 //! (`TestIssuerServer`: discovery and JWKS over HTTP): one token per failure
 //! kind, the lines it prints and its exit status. The signature segment of a
 //! token never appears in its output.
+#![cfg(all(feature = "doctor", feature = "testing"))]
 
 use std::process::Stdio;
 use std::time::Duration;

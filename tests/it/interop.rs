@@ -93,7 +93,7 @@ fn npm() -> &'static str {
     if cfg!(windows) { "npm.cmd" } else { "npm" }
 }
 
-const INSTALL_NODE: &str = "the interop tests (tests/interop.rs) run a real authorization \
+const INSTALL_NODE: &str = "the interop tests (tests/it/interop.rs) run a real authorization \
      server, panva's oidc-provider, with Node.js: install Node.js >= 20 and npm \
      (https://nodejs.org/) and make sure `node` and `npm` are on PATH";
 
@@ -968,8 +968,8 @@ async fn cached_keys_keep_verifying_when_the_server_is_gone() {
     }
 }
 
-// A crate root: without `path`, `mod` would look for tests/dpop.rs,
-// tests/introspection.rs and tests/mtls.rs.
+// A crate root: without `path`, `mod` would look for tests/it/dpop.rs,
+// tests/it/introspection.rs and tests/it/mtls.rs.
 #[path = "interop/dpop.rs"]
 mod dpop;
 #[path = "interop/introspection.rs"]

@@ -3,7 +3,7 @@
 //! 2026-07-28), headers that disagree with the body, oversized and
 //! unreadable bodies, batches, resource prefixes, and the body handed on
 //! intact. (An rmcp server behind it, driven by the MCP TypeScript SDK, is in
-//! `tests/rmcp.rs`.)
+//! `tests/it/rmcp.rs`.)
 
 #![cfg(all(feature = "mcp", feature = "testing"))]
 

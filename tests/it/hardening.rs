@@ -1,7 +1,7 @@
 //! Regression tests for the defects of an outside review, each through a real
 //! axum Router with its exact status and challenge.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Access tokens in form-encoded bodies (RFC 6750 §2.2), an opt-in layer.
 
-mod common;
+use crate::common;
 
 use axum::body::Body;
 use axum::routing::post;

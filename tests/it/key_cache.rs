@@ -2,7 +2,7 @@
 //! honouring `Cache-Control`, rotation through refresh, bounded staleness and
 //! backoff while the issuer fails.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The verified-token cache, through the guard.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 
 #![cfg(all(feature = "testing", feature = "axum"))]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;

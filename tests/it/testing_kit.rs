@@ -1,6 +1,6 @@
 //! The `testing` feature's issuer and its loopback server.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@
 //! Failures are not persisted to files: a counterexample found once becomes an
 //! explicit regression test at the end of this file. Bugs of `src/` found by
 //! these properties have `#[ignore]`d regression tests there, which fail until
-//! the bug is fixed: `cargo test --all-features --test properties -- --ignored`.
+//! the bug is fixed: `cargo test --all-features --test it properties:: -- --ignored`.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;

@@ -1,6 +1,6 @@
 //! Several issuers behind one guard, each with its own loopback key server.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::server::JwksServer;
