@@ -160,6 +160,17 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server: a stopped Redis keeps
+    /// its connections open and answers nothing, as one that hangs.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running redis-server").id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
+
     /// A plain client of this server, to look at what the stores wrote.
     async fn client(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.url())
@@ -1019,6 +1030,78 @@ async fn a_hanging_redis_is_answered_within_the_timeout() {
         start.elapsed()
     );
     assert_eq!(endpoint.calls(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// 5. The circuit breaker.
+
+/// Redis paused (SIGSTOP: its connections stay open and nothing is
+/// answered). Three replay checks in a row time out and open the breaker;
+/// the seven requests after them are refused (503) without a command sent
+/// to Redis: once Redis resumes and runs what was sent, it holds the key of
+/// the first proof and of at most those three.
+#[tokio::test]
+async fn an_open_breaker_sends_nothing_to_redis() {
+    let redis = RedisServer::start();
+    let store = RedisStore::open_with_timeout(&redis.url(), Duration::from_millis(100))
+        .unwrap()
+        .circuit_breaker(3, Duration::from_secs(3600));
+    let app = dpop_replica(store);
+    let client = Client::new();
+    assert_ok(&client.send(&app, &client.proof()).await.0);
+
+    redis.signal("STOP");
+    for _ in 0..10 {
+        let (res, took) = client.send(&app, &client.proof()).await;
+        assert_unavailable(&res, took, QUICK);
+    }
+    redis.signal("CONT");
+    let mut conn = redis.client().await;
+    // What the guard's connection sent before is run before this client's
+    // commands; give it a moment all the same.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let recorded = keys(&mut conn, "tokenguard:dpop:*").await.len();
+    assert!(
+        (1..=4).contains(&recorded),
+        "{recorded} proofs reached Redis: the breaker let more than 3 failed calls through"
+    );
+}
+
+/// With a short cool-down, the breaker lets one probe through once it is
+/// over; Redis answering it closes the breaker, and replays are checked in
+/// Redis again, without a restart. While it is open, a refused proof is not
+/// recorded anywhere, so the same proof is accepted later.
+#[tokio::test]
+async fn a_probe_closes_the_breaker_when_redis_is_back() {
+    let redis = RedisServer::start();
+    let store = RedisStore::open_with_timeout(&redis.url(), Duration::from_millis(100))
+        .unwrap()
+        .circuit_breaker(1, Duration::from_millis(300));
+    let app = dpop_replica(store);
+    let client = Client::new();
+    assert_ok(&client.send(&app, &client.proof()).await.0);
+
+    redis.signal("STOP");
+    let (res, took) = client.send(&app, &client.proof()).await;
+    assert_unavailable(&res, took, QUICK);
+    redis.signal("CONT");
+
+    let proof = client.proof();
+    let mut conn = redis.client().await;
+    eventually(
+        Duration::from_secs(10),
+        "a probe closes the breaker",
+        || async {
+            match client.send(&app, &proof).await.0.status() {
+                StatusCode::OK => true,
+                StatusCode::SERVICE_UNAVAILABLE => false,
+                other => panic!("answered {other} while the breaker was open"),
+            }
+        },
+    )
+    .await;
+    assert!(exists(&mut conn, &dpop_key("tokenguard:", &client.key, &proof)).await);
+    assert_replayed(&client.send(&app, &proof).await.0);
 }
 
 // ---------------------------------------------------------------------------

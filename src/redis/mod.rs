@@ -12,6 +12,9 @@
 //!   introspection cache falls back to the local cache and the authorization
 //!   server. The connection is re-established when Redis returns, without a
 //!   restart.
+//! - After 3 failed calls in a row, Redis is skipped for 1 s, then one call
+//!   probes it ([`RedisStore::circuit_breaker`]): during an outage, requests
+//!   are answered at once instead of each waiting for the timeout.
 //! - Anyone who can write to this Redis can make tokens look introspected:
 //!   keep it private to the API's replicas.
 //!
@@ -35,7 +38,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -46,6 +49,9 @@ use crate::bind::dpop::{
     MemoryReplayStore, ReplayFuture, ReplayKey, ReplayStore, ReplayStoreError, Seen,
 };
 use crate::verify::introspect::{SharedIntrospectionCache, TokenDigest};
+
+mod breaker;
+use breaker::{Admit, Breaker};
 
 /// Largest introspection answer stored or read back.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -60,6 +66,7 @@ pub struct RedisStore {
     prefix: String,
     timeout: Duration,
     fallback: Option<Arc<MemoryReplayStore>>,
+    breaker: Arc<Breaker>,
 }
 
 /// [`RedisStore::open`] failed.
@@ -104,6 +111,7 @@ impl RedisStore {
             prefix: "tokenguard:".into(),
             timeout,
             fallback: None,
+            breaker: Arc::new(Breaker::new(3, Duration::from_secs(1))),
         })
     }
 
@@ -118,6 +126,16 @@ impl RedisStore {
     /// not caught while Redis is away: availability over that protection.
     pub fn fall_back_to_local_replay_store(mut self, capacity: usize) -> Self {
         self.fallback = Some(Arc::new(MemoryReplayStore::new(capacity)));
+        self
+    }
+
+    /// After `failures` failed or timed-out calls in a row (default 3), skip
+    /// Redis for `cool_down` (default 1 s): replay checks fail at once (or use
+    /// the local fallback), the introspection cache is bypassed. Then one call
+    /// probes Redis; its success resumes normal use. `failures` of 0 turns
+    /// the breaker off (every call waits for its timeout).
+    pub fn circuit_breaker(mut self, failures: u32, cool_down: Duration) -> Self {
+        self.breaker = Arc::new(Breaker::new(failures, cool_down));
         self
     }
 
@@ -140,6 +158,7 @@ impl fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("fallback", &self.fallback.is_some())
+            .field("breaker_threshold", &self.breaker.threshold())
             .finish_non_exhaustive()
     }
 }
@@ -150,29 +169,40 @@ impl ReplayStore for RedisStore {
         let name = self.key("dpop", key.as_bytes());
         let timeout = self.timeout;
         let fallback = self.fallback.clone();
+        let breaker = self.breaker.clone();
         let ttl_ms = ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
         async move {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(&name).arg(1).arg("NX").arg("PX").arg(ttl_ms);
-            let answer: Result<Result<Option<String>, redis::RedisError>, _> =
-                tokio::time::timeout(timeout, cmd.query_async(&mut conn)).await;
-            let failure = match answer {
-                // `OK` when set, nil when the key existed. With a fallback,
-                // the local store records every proof too, so that it still
-                // knows them if Redis goes away.
-                Ok(Ok(Some(_))) => {
-                    return match fallback {
-                        Some(local) => local.record(key, ttl).await.or(Ok(Seen::First)),
-                        None => Ok(Seen::First),
-                    };
-                }
-                Ok(Ok(None)) => return Ok(Seen::Before),
-                Ok(Err(e)) => format!("Redis refused the replay check: {e}"),
-                Err(_) => format!("Redis did not answer the replay check within {timeout:?}"),
+            let failure = if let Admit::Skip(_) = breaker.admit(Instant::now()) {
+                "Redis is skipped for now: its last calls failed".to_owned()
+            } else {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(&name).arg(1).arg("NX").arg("PX").arg(ttl_ms);
+                let answer: Result<Result<Option<String>, redis::RedisError>, _> =
+                    tokio::time::timeout(timeout, cmd.query_async(&mut conn)).await;
+                let failure = match answer {
+                    // `OK` when set, nil when the key existed. With a fallback,
+                    // the local store records every proof too, so that it still
+                    // knows them if Redis goes away.
+                    Ok(Ok(Some(_))) => {
+                        breaker.success();
+                        return match fallback {
+                            Some(local) => local.record(key, ttl).await.or(Ok(Seen::First)),
+                            None => Ok(Seen::First),
+                        };
+                    }
+                    Ok(Ok(None)) => {
+                        breaker.success();
+                        return Ok(Seen::Before);
+                    }
+                    Ok(Err(e)) => format!("Redis refused the replay check: {e}"),
+                    Err(_) => format!("Redis did not answer the replay check within {timeout:?}"),
+                };
+                failed(&breaker, &failure);
+                failure
             };
             match fallback {
                 Some(local) => {
-                    tracing::warn!(error = %failure, "DPoP replay check falls back to the local store");
+                    tracing::debug!(error = %failure, "DPoP replay check falls back to the local store");
                     local.record(key, ttl).await
                 }
                 None => Err(ReplayStoreError::new(failure, RETRY_AFTER)),
@@ -187,7 +217,11 @@ impl SharedIntrospectionCache for RedisStore {
         let mut conn = self.conn.clone();
         let name = self.key("introspection", key.as_bytes());
         let timeout = self.timeout;
+        let breaker = self.breaker.clone();
         async move {
+            if let Admit::Skip(_) = breaker.admit(Instant::now()) {
+                return None;
+            }
             // The value and the time it has left, in one round trip.
             let mut pipe = redis::pipe();
             pipe.cmd("GET").arg(&name).cmd("PTTL").arg(&name);
@@ -197,17 +231,28 @@ impl SharedIntrospectionCache for RedisStore {
             )
             .await;
             match answer {
-                Ok(Ok((Some(value), left))) if value.len() <= MAX_ANSWER && left > 0 => Some((
-                    Bytes::from(value),
-                    Duration::from_millis(left.unsigned_abs()),
-                )),
-                Ok(Ok(_)) => None,
+                Ok(Ok((value, left))) => {
+                    breaker.success();
+                    match value {
+                        Some(value) if value.len() <= MAX_ANSWER && left > 0 => Some((
+                            Bytes::from(value),
+                            Duration::from_millis(left.unsigned_abs()),
+                        )),
+                        _ => None,
+                    }
+                }
                 Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "shared introspection cache: Redis failed");
+                    failed(
+                        &breaker,
+                        &format!("shared introspection cache: Redis failed: {e}"),
+                    );
                     None
                 }
                 Err(_) => {
-                    tracing::debug!("shared introspection cache: Redis did not answer in time");
+                    failed(
+                        &breaker,
+                        "shared introspection cache: Redis did not answer in time",
+                    );
                     None
                 }
             }
@@ -220,17 +265,39 @@ impl SharedIntrospectionCache for RedisStore {
         let name = self.key("introspection", key.as_bytes());
         let timeout = self.timeout;
         let ttl_ms = ttl.as_millis().min(u128::from(u64::MAX)) as u64;
+        let breaker = self.breaker.clone();
         async move {
             if answer.len() > MAX_ANSWER || ttl_ms == 0 {
+                return;
+            }
+            if let Admit::Skip(_) = breaker.admit(Instant::now()) {
                 return;
             }
             let mut cmd = redis::cmd("SET");
             cmd.arg(&name).arg(answer.as_ref()).arg("PX").arg(ttl_ms);
             let done = tokio::time::timeout(timeout, cmd.query_async::<()>(&mut conn)).await;
-            if !matches!(done, Ok(Ok(()))) {
-                tracing::debug!("shared introspection cache: the answer was not stored");
+            if matches!(done, Ok(Ok(()))) {
+                breaker.success();
+            } else {
+                failed(
+                    &breaker,
+                    "shared introspection cache: the answer was not stored",
+                );
             }
         }
         .boxed()
+    }
+}
+
+/// Counts a failed call; says so once when it opens the breaker.
+fn failed(breaker: &Breaker, what: &str) {
+    if breaker.failure(Instant::now()) {
+        tracing::warn!(
+            error = %what,
+            cool_down = ?breaker.cool_down(),
+            "Redis failed its last calls: skipped until the cool-down is over"
+        );
+    } else {
+        tracing::debug!(error = %what, "Redis call failed");
     }
 }
