@@ -93,7 +93,8 @@ impl MtlsConfig {
     /// and that strips the header from what clients send: the header is
     /// believed as if it were the connection's certificate. A malformed or
     /// repeated header is answered 400. The connection's own certificate
-    /// (the proxy's) is not used.
+    /// (the proxy's) is not used. A header with another meaning
+    /// (`Authorization`, `DPoP`, `Cookie`, `Host`, …) is a build error.
     pub fn from_proxy_header(name: impl Into<String>) -> Self {
         Self {
             source: Source::ProxyHeader(name.into()),
@@ -108,6 +109,21 @@ impl MtlsConfig {
     }
 }
 
+/// Headers whose meaning HTTP or this crate fixes: never a certificate.
+const TAKEN: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "dpop",
+    "cookie",
+    "host",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "forwarded",
+    "x-forwarded-for",
+];
+
 /// The mTLS step, built from an [`MtlsConfig`].
 #[derive(Debug)]
 pub(crate) struct Mtls {
@@ -120,10 +136,17 @@ impl Mtls {
     pub(crate) fn new(config: MtlsConfig) -> Result<Self, String> {
         let source = match config.source {
             Source::Connection => Source::Connection,
-            Source::ProxyHeader(name) => Source::ProxyHeader(
-                HeaderName::try_from(name.as_str())
-                    .map_err(|_| format!("{name:?} is not a header name"))?,
-            ),
+            Source::ProxyHeader(name) => {
+                let header = HeaderName::try_from(name.as_str())
+                    .map_err(|_| format!("{name:?} is not a header name"))?;
+                if TAKEN.contains(&header.as_str()) {
+                    return Err(format!(
+                        "{name:?} carries other data than a client certificate; a proxy forwards \
+                         the certificate in a header of its own, e.g. client-cert (RFC 9440)"
+                    ));
+                }
+                Source::ProxyHeader(header)
+            }
         };
         Ok(Self {
             source,

@@ -632,6 +632,29 @@ fn a_proxy_header_name_must_be_a_header_name() {
             "{name:?}: {err:?}"
         );
     }
+    // Headers that carry something else: a slip of configuration that would
+    // make the guard read a token or a cookie as a certificate.
+    for name in ["Authorization", "dpop", "Cookie", "host", "Forwarded"] {
+        let err = TestIssuer::new()
+            .guard_builder(AUD)
+            .mtls(MtlsConfig::from_proxy_header(name))
+            .build()
+            .expect_err(name);
+        assert!(
+            matches!(&err, BuildError::InvalidMtlsConfig(m) if m.contains("other data")),
+            "{name:?}: {err:?}"
+        );
+    }
+    for name in ["client-cert", "x-client-cert", "ssl-client-cert"] {
+        assert!(
+            TestIssuer::new()
+                .guard_builder(AUD)
+                .mtls(MtlsConfig::from_proxy_header(name))
+                .build()
+                .is_ok(),
+            "{name}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
