@@ -251,6 +251,9 @@ function configuration(jwks, rsKey) {
       // The login and consent pages the tests drive to get an ID token.
       devInteractions: { enabled: true },
       introspection: { enabled: true },
+      // Signed introspection answers (RFC 9701) for a request that accepts
+      // application/token-introspection+jwt; JSON for every other.
+      jwtIntrospection: { enabled: true },
       revocation: { enabled: true },
       // DPoP (RFC 9449): a token request with a `DPoP` proof gets a DPoP-bound
       // access token (`token_type: DPoP`, `cnf.jkt`). No server nonces: with

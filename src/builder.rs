@@ -36,6 +36,7 @@ use crate::scope::ScopeHierarchy;
 use crate::syntax::Scheme;
 use crate::verify::cache::{TokenCache, TokenCacheConfig};
 use crate::verify::introspect::config::Method;
+use crate::verify::introspect::signed::SignedAnswers;
 use crate::verify::introspect::{EndpointSource, IntrospectionConfig, Introspector};
 use crate::verify::issuer::IssuerVerifier;
 use crate::verify::jwt::{JwtVerifier, KeySource, Policy};
@@ -800,7 +801,15 @@ impl TokenGuardBuilder {
                         ));
                     }
                 };
-                Some(Arc::new(introspector(issuer, &config, &policy)?))
+                let signed = config.signed.then(|| SignedAnswers {
+                    keys: keys.clone(),
+                    algorithms: policy.algorithms.clone(),
+                    issuer: issuer.0.clone(),
+                    recipients: std::iter::once(config.auth.client_id().to_owned())
+                        .chain(policy.audiences.iter().cloned())
+                        .collect(),
+                });
+                Some(Arc::new(introspector(issuer, &config, &policy, signed)?))
             }
         };
         let verifier = Arc::new(IssuerVerifier {
@@ -867,6 +876,7 @@ fn introspector(
     (issuer, client): (String, reqwest::Client),
     config: &IntrospectionConfig,
     policy: &Policy,
+    signed: Option<SignedAnswers>,
 ) -> Result<Introspector, BuildError> {
     let endpoint = match &config.endpoint {
         Some(url) => EndpointSource::Fixed(check_url(url).map_err(url_error)?),
@@ -891,6 +901,7 @@ fn introspector(
         fetcher,
         policy.clone(),
         config,
+        signed,
     ))
 }
 

@@ -61,6 +61,8 @@ pub(crate) fn check_url(url: &str) -> Result<Url, FetchError> {
 pub(crate) struct Fetched {
     pub(crate) body: Bytes,
     pub(crate) max_age: Option<Duration>,
+    /// The `Content-Type`, when it is a visible-ASCII value.
+    pub(crate) content_type: Option<String>,
 }
 
 /// HTTP GET with the guard's client, timeout and size cap.
@@ -114,17 +116,18 @@ impl Fetcher {
     }
 
     /// POST a form (`application/x-www-form-urlencoded`) to `url`, with an
-    /// optional `Authorization` value; the answer must be JSON.
+    /// optional `Authorization` value, accepting the media type `accept`.
     pub(crate) async fn post_form(
         &self,
         url: &Url,
         authorization: Option<HeaderValue>,
         form: String,
+        accept: &'static str,
     ) -> Result<Fetched, FetchError> {
         let mut request = self
             .client
             .post(url.clone())
-            .header(ACCEPT, "application/json")
+            .header(ACCEPT, accept)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(form);
         if let Some(value) = authorization {
@@ -185,6 +188,11 @@ impl Fetcher {
             )));
         }
         let max_age = max_age(resp.headers().get(CACHE_CONTROL));
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut body = BytesMut::new();
         while let Some(chunk) = resp.chunk().await.map_err(fail)? {
             if body.len() + chunk.len() > self.max_bytes {
@@ -198,6 +206,7 @@ impl Fetcher {
         Ok(Fetched {
             body: body.freeze(),
             max_age,
+            content_type,
         })
     }
 }

@@ -119,6 +119,7 @@ impl Required {
 }
 
 /// Where the keys come from.
+#[derive(Clone)]
 pub(crate) enum KeySource {
     Static(Arc<KeySet>),
     Remote(Arc<RemoteKeys>),

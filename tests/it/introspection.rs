@@ -76,6 +76,8 @@ enum Reply {
     Json(Value),
     /// This status and body, `Content-Type: application/json`.
     Raw(StatusCode, Vec<u8>),
+    /// 200 with this `Content-Type` and body.
+    Typed(&'static str, String),
     /// 200 with this body, streamed in chunks without `Content-Length`.
     Chunked(Vec<u8>),
     /// This redirect status to this location.
@@ -312,6 +314,9 @@ async fn scripted(
         Some(Reply::Json(doc)) => axum::Json(doc).into_response(),
         Some(Reply::Raw(status, body)) => {
             (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Some(Reply::Typed(content_type, body)) => {
+            ([(header::CONTENT_TYPE, content_type)], body).into_response()
         }
         Some(Reply::Chunked(body)) => {
             let chunks: Vec<Result<Bytes, std::io::Error>> = body
@@ -1831,4 +1836,184 @@ async fn an_injected_client_following_redirects_is_not_trusted() {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     // The client did follow it; its answer did not count.
     assert_eq!(env.fake.hits("/elsewhere"), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Signed answers (RFC 9701).
+// ---------------------------------------------------------------------------
+
+const SIGNED: &str = "application/token-introspection+jwt";
+
+/// A signed answer by `issuer` holding `inner`: the claims of RFC 9701 §5
+/// with `changes` applied to them (a `null` value removes a claim).
+fn signed(issuer: &TestIssuer, inner: Value, changes: Value) -> String {
+    let mut token = issuer
+        .token()
+        .typ("token-introspection+jwt")
+        .algorithm(Algorithm::RS256)
+        .audience(CLIENT_ID)
+        .without_claim("sub")
+        .without_claim("client_id")
+        .without_claim("exp")
+        .without_claim("jti")
+        .claim("token_introspection", inner);
+    for (name, value) in changes.as_object().unwrap() {
+        token = if value.is_null() {
+            token.without_claim(name)
+        } else {
+            token.claim(name, value.clone())
+        };
+    }
+    token.mint()
+}
+
+/// A guard on the fake whose issuer keys are `issuer`'s, asking for signed
+/// answers.
+fn signed_guard(fake: &Fake, issuer: &TestIssuer) -> TokenGuard {
+    issuer
+        .guard_builder(AUD)
+        .introspection(config(fake).signed_responses())
+        .build()
+        .unwrap()
+}
+
+/// RFC 9701: the guard asks for a signed answer, verifies it with the
+/// issuer's keys and reads the introspection response inside it.
+#[tokio::test]
+async fn a_signed_answer_is_verified_and_read() {
+    let fake = Fake::start().await;
+    let issuer = TestIssuer::with_issuer(&fake.base);
+    let guard = signed_guard(&fake, &issuer);
+    fake.set(
+        INTROSPECT,
+        Reply::Typed(SIGNED, signed(&issuer, good(), json!({}))),
+    );
+    let verified = guard.verify(&opaque()).await.unwrap();
+    assert_eq!(verified.subject(), Some("alice"));
+    assert_eq!(verified.scopes().iter().collect::<Vec<_>>(), ["read"]);
+    let asked = &fake.requests(INTROSPECT)[0];
+    assert_eq!(asked.header(header::ACCEPT), Some(SIGNED));
+
+    // The answer inside is read like a JSON one: inactive is 401, for
+    // another audience too.
+    fake.set(
+        INTROSPECT,
+        Reply::Typed(SIGNED, signed(&issuer, json!({"active": false}), json!({}))),
+    );
+    let err = guard.verify(&opaque()).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        &AuthErrorKind::InvalidToken(InvalidToken::Inactive)
+    );
+    fake.set(
+        INTROSPECT,
+        Reply::Typed(
+            SIGNED,
+            signed(
+                &issuer,
+                answer(json!({"aud": "https://other.example.com"})),
+                json!({}),
+            ),
+        ),
+    );
+    let err = guard.verify(&opaque()).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        &AuthErrorKind::InvalidToken(InvalidToken::WrongAudience)
+    );
+    // `aud` may name the guard's audience instead of its client id.
+    fake.set(
+        INTROSPECT,
+        Reply::Typed(SIGNED, signed(&issuer, good(), json!({"aud": AUD}))),
+    );
+    assert!(guard.verify(&opaque()).await.is_ok());
+}
+
+/// Every way a signed answer can fail its checks is an outage (503), never
+/// a verdict on the token, and is not cached.
+#[tokio::test]
+async fn a_signed_answer_failing_a_check_is_an_outage() {
+    let fake = Fake::start().await;
+    let issuer = TestIssuer::with_issuer(&fake.base);
+    let stranger = TestIssuer::with_issuer(&fake.base);
+    let guard = signed_guard(&fake, &issuer);
+    let good_jws = signed(&issuer, good(), json!({}));
+    let mut tampered = good_jws.clone().into_bytes();
+    let at = tampered.len() - 3;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let unsigned = format!("{}.", good_jws.rsplit_once('.').unwrap().0);
+    let cases: Vec<(&str, Reply)> = vec![
+        ("a JSON answer", Reply::Json(good())),
+        (
+            "the JWT as application/json",
+            Reply::Raw(StatusCode::OK, good_jws.clone().into_bytes()),
+        ),
+        (
+            "another issuer's key",
+            Reply::Typed(SIGNED, signed(&stranger, good(), json!({}))),
+        ),
+        (
+            "a tampered signature",
+            Reply::Typed(SIGNED, String::from_utf8(tampered).unwrap()),
+        ),
+        ("no signature", Reply::Typed(SIGNED, unsigned)),
+        (
+            "another iss",
+            Reply::Typed(
+                SIGNED,
+                signed(&issuer, good(), json!({"iss": "https://evil.example.com"})),
+            ),
+        ),
+        (
+            "no iss",
+            Reply::Typed(SIGNED, signed(&issuer, good(), json!({"iss": null}))),
+        ),
+        (
+            "aud for another client",
+            Reply::Typed(SIGNED, signed(&issuer, good(), json!({"aud": "other-rs"}))),
+        ),
+        (
+            "no aud",
+            Reply::Typed(SIGNED, signed(&issuer, good(), json!({"aud": null}))),
+        ),
+        (
+            "no iat",
+            Reply::Typed(SIGNED, signed(&issuer, good(), json!({"iat": null}))),
+        ),
+        (
+            "no token_introspection",
+            Reply::Typed(
+                SIGNED,
+                signed(&issuer, good(), json!({"token_introspection": null})),
+            ),
+        ),
+        (
+            "token_introspection not an object",
+            Reply::Typed(
+                SIGNED,
+                signed(&issuer, good(), json!({"token_introspection": "active"})),
+            ),
+        ),
+        ("not a JWS", Reply::Typed(SIGNED, "not.a.jws!".into())),
+    ];
+    for (what, reply) in cases {
+        fake.set(INTROSPECT, reply);
+        let err = guard.verify(&opaque()).await.unwrap_err();
+        assert_unavailable(&err, what);
+    }
+    // Typed as an ID token, or untyped: refused too.
+    for typ in ["JWT", "at+jwt"] {
+        let jws = issuer
+            .token()
+            .typ(typ)
+            .algorithm(Algorithm::RS256)
+            .audience(CLIENT_ID)
+            .claim("token_introspection", good())
+            .mint();
+        fake.set(INTROSPECT, Reply::Typed(SIGNED, jws));
+        assert_unavailable(&guard.verify(&opaque()).await.unwrap_err(), typ);
+    }
+    // And a good one again: nothing bad was cached.
+    fake.set(INTROSPECT, Reply::Typed(SIGNED, good_jws));
+    assert!(guard.verify(&opaque()).await.is_ok());
 }

@@ -19,6 +19,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 /// | one introspection | 5 s timeout, answer at most 64 KiB ([`timeout`](Self::timeout), [`max_response_size`](Self::max_response_size)) |
 /// | JWTs of the issuer | verified locally ([`introspect_jwts`](Self::introspect_jwts)) |
 /// | `aud` | required in the answer ([`allow_missing_audience`](Self::allow_missing_audience)) |
+/// | answers | JSON; signed JWTs (RFC 9701) with [`signed_responses`](Self::signed_responses) |
 ///
 /// A revoked token keeps being accepted from the cache for at most
 /// [`max_ttl`](Self::max_ttl): shorten it (or [`disable_cache`](Self::disable_cache))
@@ -54,6 +55,7 @@ pub struct IntrospectionConfig {
     pub(crate) max_response_size: usize,
     pub(crate) introspect_jwts: bool,
     pub(crate) require_audience: bool,
+    pub(crate) signed: bool,
     pub(crate) shared: Option<std::sync::Arc<dyn super::SharedIntrospectionCache>>,
 }
 
@@ -88,6 +90,7 @@ impl IntrospectionConfig {
             max_response_size: defaults::MAX_RESPONSE_SIZE,
             introspect_jwts: false,
             require_audience: true,
+            signed: false,
             shared: None,
         }
     }
@@ -186,6 +189,20 @@ impl IntrospectionConfig {
         self.require_audience = false;
         self
     }
+
+    /// Ask for signed answers (RFC 9701, `Accept:
+    /// application/token-introspection+jwt`) and accept nothing else: each
+    /// must be a JWT of type `token-introspection+jwt` signed with one of the
+    /// issuer's keys (the key set of its access tokens, with the same
+    /// algorithms), its `iss` the issuer and its `aud` this client's id or one
+    /// of the guard's audiences. An answer that fails any of this is an
+    /// outage (503), never a verdict on the token. The authorization server
+    /// must be configured to sign for this client (in `oidc-provider`, the
+    /// `jwtIntrospection` feature).
+    pub fn signed_responses(mut self) -> Self {
+        self.signed = true;
+        self
+    }
 }
 
 impl fmt::Debug for IntrospectionConfig {
@@ -200,6 +217,7 @@ impl fmt::Debug for IntrospectionConfig {
             .field("timeout", &self.timeout)
             .field("introspect_jwts", &self.introspect_jwts)
             .field("require_audience", &self.require_audience)
+            .field("signed", &self.signed)
             .field("shared", &self.shared.is_some())
             .finish_non_exhaustive()
     }

@@ -30,6 +30,7 @@ pub(crate) mod config;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod shared;
+pub(crate) mod signed;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -86,6 +87,8 @@ pub(crate) struct Introspector {
     pub(crate) policy: Policy,
     pub(crate) require_audience: bool,
     pub(crate) introspect_jwts: bool,
+    /// RFC 9701: answers must be signed JWTs, checked by this.
+    pub(crate) signed: Option<signed::SignedAnswers>,
     pub(crate) cache: Option<IntrospectionCache>,
     pub(crate) shared: Option<Arc<dyn SharedIntrospectionCache>>,
     /// Calls in flight, each with an id so that only its own entry is removed.
@@ -110,6 +113,7 @@ impl Introspector {
         fetcher: Fetcher,
         policy: Policy,
         config: &IntrospectionConfig,
+        signed: Option<signed::SignedAnswers>,
     ) -> Self {
         Self {
             issuer,
@@ -119,6 +123,7 @@ impl Introspector {
             policy,
             require_audience: config.require_audience,
             introspect_jwts: config.introspect_jwts,
+            signed,
             cache: config.cache.then(|| IntrospectionCache::new(config)),
             shared: config.shared.clone().filter(|_| config.cache),
             inflight: Mutex::new(HashMap::new()),
@@ -176,7 +181,16 @@ impl Introspector {
             })?;
         let fetched = self
             .fetcher
-            .post_form(&url, request.authorization, request.form)
+            .post_form(
+                &url,
+                request.authorization,
+                request.form,
+                if self.signed.is_some() {
+                    signed::MEDIA_TYPE
+                } else {
+                    "application/json"
+                },
+            )
             .await
             .map_err(|e: FetchError| {
                 let ours = matches!(
@@ -196,7 +210,17 @@ impl Introspector {
                 };
                 Unavailable { message, ours }
             })?;
-        response::read(fetched.body, &self.policy, self.require_audience).map_err(|Garbage(why)| {
+        let body = match &self.signed {
+            None => fetched.body,
+            Some(signed) => signed
+                .open(fetched.content_type.as_deref(), &fetched.body)
+                .await
+                .map_err(|why| Unavailable {
+                    message: format!("invalid signed introspection answer from {url}: {why}"),
+                    ours: false,
+                })?,
+        };
+        response::read(body, &self.policy, self.require_audience).map_err(|Garbage(why)| {
             Unavailable {
                 message: format!("invalid introspection answer from {url}: {why}"),
                 ours: false,

@@ -263,6 +263,36 @@ async fn introspected_and_scopes_enforced(auth: impl FnOnce(&AuthServer) -> Clie
     assert_invalid_token(&call(&app, "GET", &random_token()).await, INACTIVE);
 }
 
+/// RFC 9701 with a real server: asked for a signed answer, oidc-provider
+/// (its `jwtIntrospection` feature) signs it with the keys of its JWT access
+/// tokens; the guard verifies it with the key set it discovered and reads
+/// the same claims as from a JSON answer. An unknown token is answered
+/// inactive, signed too.
+#[tokio::test]
+async fn signed_introspection_answers_are_verified() {
+    let server = shared_server().await;
+    let http = http_client();
+    let guard = opaque_guard(
+        &server.issuer,
+        IntrospectionConfig::new(basic()).signed_responses(),
+    );
+    let token = opaque_token(&http, &server.issuer, "read:invoices").await;
+    let before = introspections(&http, &server.issuer).await;
+    let verified = guard.verify(&token).await.unwrap();
+    assert_eq!(introspections(&http, &server.issuer).await, before + 1);
+    let claims = verified.claims();
+    assert_eq!(claims.iss.as_deref(), Some(server.issuer.as_str()));
+    assert!(claims.aud.as_ref().unwrap().contains(OPAQUE_API));
+    assert_eq!(claims.client_id.as_deref(), Some(CLIENT_ID));
+    assert_eq!(
+        verified.scopes().iter().collect::<Vec<_>>(),
+        ["read:invoices"]
+    );
+    let app = app(&guard);
+    assert_ok(call(&app, "GET", &token).await, "[]").await;
+    assert_invalid_token(&call(&app, "GET", &random_token()).await, INACTIVE);
+}
+
 #[tokio::test]
 async fn opaque_tokens_are_introspected_with_client_secret_basic() {
     introspected_and_scopes_enforced(|_| basic()).await;
