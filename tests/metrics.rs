@@ -735,6 +735,46 @@ async fn a_dpop_replay_is_counted() {
     );
 }
 
+/// Calls of a `RedisStore` by result. A real `redis-server`: a replay check
+/// is answered (`ok`). Then it is stopped: the next three checks fail
+/// (`error`), which opens the circuit breaker, and the two after them are not
+/// made (`skipped`); those five requests are 503.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_calls_by_result() {
+    let rec = Recording::start().await;
+    let mut redis = common::redis_server::RedisServer::start();
+    let store = tokenguard::RedisStore::open(&redis.url())
+        .unwrap()
+        .circuit_breaker(3, Duration::from_secs(3600));
+    let issuer = issuer();
+    let guard = issuer
+        .guard_builder(AUD)
+        .dpop(DpopConfig::new(PUBLIC).replay_store(Arc::new(store)))
+        .build()
+        .unwrap();
+    let app = app(guard.layer());
+    let key = DpopKey::new();
+    let token = issuer.token().audience(AUD).dpop_bound(&key).mint();
+    let proof = key.proof("GET", URL, &token);
+    assert_eq!(dpop(&app, &token, &proof).await.status(), StatusCode::OK);
+    redis.stop();
+    for _ in 0..5 {
+        let proof = key.proof("GET", URL, &token);
+        let res = dpop(&app, &token, &proof).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let got = rec.take();
+    assert_eq!(
+        got.by_result("tokenguard_redis_calls_total"),
+        results(&[("ok", 1), ("error", 3), ("skipped", 2)])
+    );
+    assert_eq!(
+        got.requests(),
+        pairs(&[("accepted", "none", 1), ("unavailable", "replay_store", 5)])
+    );
+}
+
 /// With server nonces on, a proof without one is answered `use_dpop_nonce`
 /// and counted as a nonce challenge; the retry with the nonce is accepted.
 #[tokio::test]

@@ -48,6 +48,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::bind::dpop::{
     MemoryReplayStore, ReplayFuture, ReplayKey, ReplayStore, ReplayStoreError, Seen,
 };
+use crate::telemetry::{self, RedisCall};
 use crate::verify::introspect::{SharedIntrospectionCache, TokenDigest};
 
 mod breaker;
@@ -172,7 +173,7 @@ impl ReplayStore for RedisStore {
         let breaker = self.breaker.clone();
         let ttl_ms = ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
         async move {
-            let failure = if let Admit::Skip(_) = breaker.admit(Instant::now()) {
+            let failure = if !admitted(&breaker) {
                 "Redis is skipped for now: its last calls failed".to_owned()
             } else {
                 let mut cmd = redis::cmd("SET");
@@ -184,14 +185,14 @@ impl ReplayStore for RedisStore {
                     // the local store records every proof too, so that it still
                     // knows them if Redis goes away.
                     Ok(Ok(Some(_))) => {
-                        breaker.success();
+                        answered(&breaker);
                         return match fallback {
                             Some(local) => local.record(key, ttl).await.or(Ok(Seen::First)),
                             None => Ok(Seen::First),
                         };
                     }
                     Ok(Ok(None)) => {
-                        breaker.success();
+                        answered(&breaker);
                         return Ok(Seen::Before);
                     }
                     Ok(Err(e)) => format!("Redis refused the replay check: {e}"),
@@ -219,7 +220,7 @@ impl SharedIntrospectionCache for RedisStore {
         let timeout = self.timeout;
         let breaker = self.breaker.clone();
         async move {
-            if let Admit::Skip(_) = breaker.admit(Instant::now()) {
+            if !admitted(&breaker) {
                 return None;
             }
             // The value and the time it has left, in one round trip.
@@ -232,7 +233,7 @@ impl SharedIntrospectionCache for RedisStore {
             .await;
             match answer {
                 Ok(Ok((value, left))) => {
-                    breaker.success();
+                    answered(&breaker);
                     match value {
                         Some(value) if value.len() <= MAX_ANSWER && left > 0 => Some((
                             Bytes::from(value),
@@ -270,14 +271,14 @@ impl SharedIntrospectionCache for RedisStore {
             if answer.len() > MAX_ANSWER || ttl_ms == 0 {
                 return;
             }
-            if let Admit::Skip(_) = breaker.admit(Instant::now()) {
+            if !admitted(&breaker) {
                 return;
             }
             let mut cmd = redis::cmd("SET");
             cmd.arg(&name).arg(answer.as_ref()).arg("PX").arg(ttl_ms);
             let done = tokio::time::timeout(timeout, cmd.query_async::<()>(&mut conn)).await;
             if matches!(done, Ok(Ok(()))) {
-                breaker.success();
+                answered(&breaker);
             } else {
                 failed(
                     &breaker,
@@ -289,8 +290,26 @@ impl SharedIntrospectionCache for RedisStore {
     }
 }
 
+/// Whether to call Redis now (the breaker is closed, or this call probes).
+fn admitted(breaker: &Breaker) -> bool {
+    match breaker.admit(Instant::now()) {
+        Admit::Call => true,
+        Admit::Skip(_) => {
+            telemetry::redis_call(RedisCall::Skipped);
+            false
+        }
+    }
+}
+
+/// Counts an answered call.
+fn answered(breaker: &Breaker) {
+    breaker.success();
+    telemetry::redis_call(RedisCall::Ok);
+}
+
 /// Counts a failed call; says so once when it opens the breaker.
 fn failed(breaker: &Breaker, what: &str) {
+    telemetry::redis_call(RedisCall::Error);
     if breaker.failure(Instant::now()) {
         tracing::warn!(
             error = %what,

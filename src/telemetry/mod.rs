@@ -41,6 +41,20 @@ pub(crate) use record::{
     Decision, describe, dpop_nonce_challenge, dpop_replay, introspection, introspection_cache,
     key_fetch, request, shared_introspection_cache, token_cache,
 };
+#[cfg(feature = "redis")]
+pub(crate) use record::redis_call;
+
+/// What one call of a `RedisStore` came to (the `result` label).
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RedisCall {
+    /// Redis answered.
+    Ok,
+    /// Redis failed or did not answer in time.
+    Error,
+    /// Not made: the circuit breaker is open.
+    Skipped,
+}
 
 /// What one introspection call came to (the `result` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,8 @@ use std::time::Duration;
 use metrics::{Key, Level, Metadata, counter, histogram};
 
 use super::Introspected;
+#[cfg(feature = "redis")]
+use super::RedisCall;
 
 /// The name of the request counter, for the keys made by `decisions!`.
 pub(crate) const REQUESTS: &str = "tokenguard_requests_total";
@@ -142,6 +144,20 @@ pub(crate) fn introspection(result: Introspected, took: Duration) {
     }
 }
 
+/// One call a `RedisStore` made, failed, or skipped (breaker open).
+#[cfg(feature = "redis")]
+pub(crate) fn redis_call(result: RedisCall) {
+    match result {
+        RedisCall::Ok => counter!("tokenguard_redis_calls_total", "result" => "ok").increment(1),
+        RedisCall::Error => {
+            counter!("tokenguard_redis_calls_total", "result" => "error").increment(1)
+        }
+        RedisCall::Skipped => {
+            counter!("tokenguard_redis_calls_total", "result" => "skipped").increment(1)
+        }
+    }
+}
+
 /// A DPoP proof refused as a replay.
 pub(crate) fn dpop_replay() {
     counter!("tokenguard_dpop_replays_total").increment(1);
@@ -165,6 +181,11 @@ pub(crate) fn describe() {
         "tokenguard_cache_lookups_total",
         Unit::Count,
         "Lookups in the verified-token and introspection caches"
+    );
+    describe_counter!(
+        "tokenguard_redis_calls_total",
+        Unit::Count,
+        "Calls of a RedisStore by result: answered, failed, or skipped by its circuit breaker"
     );
     describe_counter!(
         "tokenguard_key_fetches_total",

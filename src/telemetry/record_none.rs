@@ -74,6 +74,10 @@ pub(crate) fn introspection(_result: Introspected, _took: Duration) {}
 #[inline(always)]
 pub(crate) fn dpop_replay() {}
 
+#[cfg(feature = "redis")]
+#[inline(always)]
+pub(crate) fn redis_call(_result: super::RedisCall) {}
+
 /// Records nothing.
 #[inline(always)]
 pub(crate) fn dpop_nonce_challenge() {}

@@ -65,6 +65,9 @@ pub async fn body(res: Response) -> String {
 }
 
 /// A loopback JWKS and discovery server whose answers a test controls.
+#[cfg(feature = "redis")]
+pub mod redis_server;
+
 pub mod server {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
