@@ -37,12 +37,12 @@ mod record;
 #[path = "record_none.rs"]
 mod record;
 
+#[cfg(feature = "redis")]
+pub(crate) use record::redis_call;
 pub(crate) use record::{
     Decision, describe, dpop_nonce_challenge, dpop_replay, introspection, introspection_cache,
     key_fetch, request, shared_introspection_cache, token_cache,
 };
-#[cfg(feature = "redis")]
-pub(crate) use record::redis_call;
 
 /// What one call of a `RedisStore` came to (the `result` label).
 #[cfg(feature = "redis")]
