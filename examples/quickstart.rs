@@ -15,7 +15,8 @@
 //! crate's strict defaults. Adding `INTROSPECTION_CLIENT_ID` and
 //! `INTROSPECTION_CLIENT_SECRET` makes it accept opaque tokens too, through
 //! the issuer's discovered `introspection_endpoint` (RFC 7662,
-//! `client_secret_basic`); `INTROSPECTION_CACHE_TTL_SECS` sets how long an
+//! `client_secret_basic`; `INTROSPECTION_SIGNED=1` asks for signed answers,
+//! RFC 9701); `INTROSPECTION_CACHE_TTL_SECS` sets how long an
 //! answer is cached (the revocation delay, default 30). `PORT` sets the port
 //! (default 3000); the server listens on 127.0.0.1 only.
 //!
@@ -181,6 +182,11 @@ fn shared_state(
 
 /// Introspection settings from `INTROSPECTION_*`, if any are set.
 fn introspection() -> Option<IntrospectionConfig> {
+    let signed = match var("INTROSPECTION_SIGNED").as_deref() {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(other) => fail(format!("INTROSPECTION_SIGNED={other:?}: use 1 or 0")),
+    };
     let ttl = var("INTROSPECTION_CACHE_TTL_SECS").map(|t| {
         t.parse().map(Duration::from_secs).unwrap_or_else(|_| {
             fail(format!(
@@ -194,14 +200,19 @@ fn introspection() -> Option<IntrospectionConfig> {
     ) {
         (Some(id), Some(secret)) => {
             let config = IntrospectionConfig::new(ClientAuth::client_secret_basic(id, secret));
-            Some(match ttl {
+            let config = match ttl {
                 Some(ttl) => config.max_ttl(ttl),
                 None => config,
+            };
+            Some(if signed {
+                config.signed_responses()
+            } else {
+                config
             })
         }
-        (None, None) if ttl.is_none() => None,
+        (None, None) if ttl.is_none() && !signed => None,
         _ => fail(
-            "set both INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET (and optionally INTROSPECTION_CACHE_TTL_SECS), or none",
+            "set both INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET (and optionally INTROSPECTION_CACHE_TTL_SECS, INTROSPECTION_SIGNED), or none",
         ),
     }
 }
