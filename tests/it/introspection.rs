@@ -2017,3 +2017,93 @@ async fn a_signed_answer_failing_a_check_is_an_outage() {
     fake.set(INTROSPECT, Reply::Typed(SIGNED, good_jws));
     assert!(guard.verify(&opaque()).await.is_ok());
 }
+
+/// Property, against a model of RFC 9701 §5: a signed answer whose `iss`,
+/// `aud` and `iat` are drawn from good and bad values (absent, other strings,
+/// other JSON types), and whose signature is the issuer's or random bytes,
+/// is read (200) exactly when the signature is the issuer's, `iss` is the
+/// issuer, `aud` names the client or the audience, and `iat` is a number;
+/// every other answer is an outage (503). Never a panic, never a 401.
+#[test]
+fn signed_answers_against_a_model() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let fake = Fake::start_on_own_thread();
+    let issuer = TestIssuer::with_issuer(&fake.base);
+    let guard = signed_guard(&fake, &issuer);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = fake.base.clone();
+    let other = || {
+        prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+            Just(json!({})),
+        ]
+    };
+    let iss = prop_oneof![Just(Value::from(base.clone())), other()];
+    let aud = prop_oneof![
+        Just(Value::from(CLIENT_ID)),
+        Just(Value::from(AUD)),
+        Just(json!(["x", CLIENT_ID])),
+        Just(json!([])),
+        Just(json!(["other-rs"])),
+        other(),
+    ];
+    let iat = prop_oneof![
+        any::<u32>().prop_map(Value::from),
+        Just(Value::from(1.5)),
+        other()
+    ];
+    let signature = prop::option::of(prop::collection::vec(any::<u8>(), 0..300));
+    let strategy = (iss, aud, iat, signature);
+    let config = Config {
+        cases: 96,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let result = TestRunner::new(config).run(&strategy, |(iss, aud, iat, signature)| {
+        let mut jws = signed(
+            &issuer,
+            good(),
+            json!({ "iss": iss.clone(), "aud": aud.clone(), "iat": iat.clone() }),
+        );
+        if let Some(bytes) = &signature {
+            let input = jws.rsplit_once('.').unwrap().0.to_owned();
+            jws = format!(
+                "{input}.{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+            );
+        }
+        fake.set(INTROSPECT, Reply::Typed(SIGNED, jws));
+        let names = |a: &Value| match a {
+            Value::String(s) => s == CLIENT_ID || s == AUD,
+            Value::Array(all) => all.iter().any(|s| s == CLIENT_ID || s == AUD),
+            _ => false,
+        };
+        let model = signature.is_none() && iss == base && names(&aud) && iat.is_number();
+        let got = rt.block_on(guard.verify(&opaque()));
+        match (model, got) {
+            (true, Ok(_)) => Ok(()),
+            (false, Err(e)) => {
+                prop_assert!(
+                    matches!(e.kind(), AuthErrorKind::IntrospectionUnavailable { .. }),
+                    "{:?}",
+                    e.kind()
+                );
+                Ok(())
+            }
+            (model, got) => Err(proptest::test_runner::TestCaseError::fail(format!(
+                "model {model}, guard {got:?}"
+            ))),
+        }
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
