@@ -198,7 +198,9 @@ impl IntrospectionConfig {
     /// of the guard's audiences. An answer that fails any of this is an
     /// outage (503), never a verdict on the token. The authorization server
     /// must be configured to sign for this client (in `oidc-provider`, the
-    /// `jwtIntrospection` feature).
+    /// `jwtIntrospection` feature). With a [`shared_cache`](Self::shared_cache),
+    /// replicas store the checked answer's inner JSON there and trust each
+    /// other's entries: keep that store private to them.
     pub fn signed_responses(mut self) -> Self {
         self.signed = true;
         self
