@@ -248,6 +248,19 @@ async fn bearer(app: &Router, path: &str, token: &str) -> StatusCode {
 }
 
 /// `GET /invoices` with `Authorization: DPoP token` and `DPoP: proof`.
+/// A router whose guard checks DPoP proofs with `config`, a client key, a
+/// token bound to it, and a proof that was just accepted (200).
+async fn dpop_accepted(config: DpopConfig) -> (Router, DpopKey, String, String) {
+    let issuer = issuer();
+    let guard = issuer.guard_builder(AUD).dpop(config).build().unwrap();
+    let app = app(guard.layer());
+    let key = DpopKey::new();
+    let token = issuer.token().audience(AUD).dpop_bound(&key).mint();
+    let proof = key.proof("GET", URL, &token);
+    assert_eq!(dpop(&app, &token, &proof).await.status(), StatusCode::OK);
+    (app, key, token, proof)
+}
+
 async fn dpop(app: &Router, token: &str, proof: &str) -> Response {
     let req = Request::get("/invoices")
         .header(header::AUTHORIZATION, format!("DPoP {token}"))
@@ -696,17 +709,7 @@ async fn the_shared_introspection_cache() {
 #[tokio::test]
 async fn a_dpop_replay_is_counted() {
     let rec = Recording::start().await;
-    let issuer = issuer();
-    let guard = issuer
-        .guard_builder(AUD)
-        .dpop(DpopConfig::new(PUBLIC))
-        .build()
-        .unwrap();
-    let app = app(guard.layer());
-    let key = DpopKey::new();
-    let token = issuer.token().audience(AUD).dpop_bound(&key).mint();
-    let proof = key.proof("GET", URL, &token);
-    assert_eq!(dpop(&app, &token, &proof).await.status(), StatusCode::OK);
+    let (app, _, token, proof) = dpop_accepted(DpopConfig::new(PUBLIC)).await;
     assert_eq!(
         dpop(&app, &token, &proof).await.status(),
         StatusCode::UNAUTHORIZED
@@ -747,17 +750,8 @@ async fn redis_calls_by_result() {
     let store = tokenguard::RedisStore::open(&redis.url())
         .unwrap()
         .circuit_breaker(3, Duration::from_secs(3600));
-    let issuer = issuer();
-    let guard = issuer
-        .guard_builder(AUD)
-        .dpop(DpopConfig::new(PUBLIC).replay_store(Arc::new(store)))
-        .build()
-        .unwrap();
-    let app = app(guard.layer());
-    let key = DpopKey::new();
-    let token = issuer.token().audience(AUD).dpop_bound(&key).mint();
-    let proof = key.proof("GET", URL, &token);
-    assert_eq!(dpop(&app, &token, &proof).await.status(), StatusCode::OK);
+    let (app, key, token, _) =
+        dpop_accepted(DpopConfig::new(PUBLIC).replay_store(Arc::new(store))).await;
     redis.stop();
     for _ in 0..5 {
         let proof = key.proof("GET", URL, &token);
