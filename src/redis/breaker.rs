@@ -14,16 +14,16 @@
 //! # let _ = store; }
 //! ```
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Breaker {
     /// Failed calls in a row; 0 once a call succeeds.
     failures: AtomicU32,
     /// Milliseconds since `epoch` until which calls are skipped; 0: closed.
+    /// A probe pushes it one cool-down further, so that a probe that never
+    /// finishes (its request went away) only delays the next one.
     open_until: AtomicU64,
-    /// A probe is in flight (half-open): other calls keep being skipped.
-    probing: AtomicBool,
     epoch: Instant,
     /// 0: never opens.
     threshold: u32,
@@ -44,16 +44,29 @@ impl Breaker {
         Self {
             failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
-            probing: AtomicBool::new(false),
             epoch: Instant::now(),
             threshold,
             cool_down,
         }
     }
 
+    pub(crate) fn threshold(&self) -> u32 {
+        self.threshold
+    }
+
+    pub(crate) fn cool_down(&self) -> Duration {
+        self.cool_down
+    }
+
     fn now_ms(&self, now: Instant) -> u64 {
         // Never 0, which means "closed".
         u64::try_from(now.saturating_duration_since(self.epoch).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    fn cool_down_ms(&self) -> u64 {
+        u64::try_from(self.cool_down.as_millis())
             .unwrap_or(u64::MAX)
             .max(1)
     }
@@ -68,46 +81,35 @@ impl Breaker {
         if now < until {
             return Admit::Skip(Duration::from_millis(until - now));
         }
-        // Cool-down over: one probe at a time.
+        // Cool-down over: the one call that moves the deadline probes.
+        let next = now.saturating_add(self.cool_down_ms());
         match self
-            .probing
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .open_until
+            .compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => Admit::Call,
             Err(_) => Admit::Skip(Duration::ZERO),
         }
     }
 
-    pub(crate) fn threshold(&self) -> u32 {
-        self.threshold
-    }
-
-    pub(crate) fn cool_down(&self) -> Duration {
-        self.cool_down
-    }
-
     /// A call answered.
     pub(crate) fn success(&self) {
         self.failures.store(0, Ordering::Release);
         self.open_until.store(0, Ordering::Release);
-        self.probing.store(false, Ordering::Release);
     }
 
-    /// A call failed or timed out. `true` when this failure opened the
-    /// breaker (closed → open, or a failed probe).
+    /// A call failed or timed out. `true` when this failure opened a closed
+    /// breaker.
     pub(crate) fn failure(&self, now: Instant) -> bool {
         let failures = self
             .failures
             .fetch_add(1, Ordering::AcqRel)
             .saturating_add(1);
-        let was_probing = self.probing.swap(false, Ordering::AcqRel);
         if self.threshold == 0 || failures < self.threshold {
             return false;
         }
-        let cool_down = u64::try_from(self.cool_down.as_millis()).unwrap_or(u64::MAX);
-        let until = self.now_ms(now).saturating_add(cool_down.max(1));
-        let previous = self.open_until.swap(until, Ordering::AcqRel);
-        previous == 0 || was_probing
+        let until = self.now_ms(now).saturating_add(self.cool_down_ms());
+        self.open_until.swap(until, Ordering::AcqRel) == 0
     }
 }
 
@@ -133,9 +135,13 @@ mod tests {
         // Cool-down over: exactly one probe.
         let after = t0 + Duration::from_secs(11);
         assert_eq!(b.admit(after), Admit::Call);
-        assert_eq!(b.admit(after), Admit::Skip(Duration::ZERO));
-        // The probe fails: open again, for a whole cool-down from now.
-        assert!(b.failure(after));
+        assert!(
+            matches!(b.admit(after), Admit::Skip(_)),
+            "one probe at a time"
+        );
+        // The probe fails: open again, for a whole cool-down from now (no
+        // new warning: it was open already).
+        assert!(!b.failure(after));
         assert!(matches!(
             b.admit(after + Duration::from_secs(9)),
             Admit::Skip(_)
@@ -145,6 +151,25 @@ mod tests {
         b.success();
         assert_eq!(b.admit(again), Admit::Call);
         assert_eq!(b.admit(again), Admit::Call, "closed: no more probing");
+    }
+
+    #[test]
+    fn a_probe_that_never_finishes_only_delays_the_next_one() {
+        let b = Breaker::new(1, Duration::from_secs(10));
+        let t0 = b.epoch;
+        assert!(b.failure(t0));
+        let over = t0 + Duration::from_secs(11);
+        assert_eq!(b.admit(over), Admit::Call, "the probe");
+        // Its request goes away: neither success nor failure is reported.
+        assert!(matches!(
+            b.admit(over + Duration::from_secs(5)),
+            Admit::Skip(_)
+        ));
+        assert_eq!(
+            b.admit(over + Duration::from_secs(11)),
+            Admit::Call,
+            "another probe, one cool-down later"
+        );
     }
 
     #[test]
