@@ -371,23 +371,26 @@ impl Policy {
 /// RFC 9068 §2.1 / RFC 8725 §3.11: access tokens are typed `at+jwt`. Media
 /// type names compare case-insensitively, with or without `application/`.
 fn check_typ(typ: Option<&str>, require: bool) -> Result<(), AuthError> {
-    // Compared as bytes: `typ` is request data, and a byte offset can fall
-    // inside a multi-byte character.
-    let is = |t: &str, name: &str| {
-        let t = t.as_bytes();
-        let subtype = match t.split_at_checked(12) {
-            Some((prefix, rest)) if prefix.eq_ignore_ascii_case(b"application/") => rest,
-            _ => t,
-        };
-        subtype.eq_ignore_ascii_case(name.as_bytes())
-    };
     match typ {
-        Some(t) if is(t, "at+jwt") => Ok(()),
+        Some(t) if typ_is(t, "at+jwt") => Ok(()),
         // Untyped tokens, when allowed: no `typ`, or the generic `JWT`.
         None if !require => Ok(()),
-        Some(t) if !require && is(t, "jwt") => Ok(()),
+        Some(t) if !require && typ_is(t, "jwt") => Ok(()),
         _ => Err(invalid(InvalidToken::WrongType)),
     }
+}
+
+/// Whether a JOSE `typ` names the media type `application/{name}`, with or
+/// without `application/`, case-insensitively (RFC 7515 §4.1.9).
+pub(crate) fn typ_is(typ: &str, name: &str) -> bool {
+    // Compared as bytes: `typ` is request data, and a byte offset can fall
+    // inside a multi-byte character.
+    let t = typ.as_bytes();
+    let subtype = match t.split_at_checked(12) {
+        Some((prefix, rest)) if prefix.eq_ignore_ascii_case(b"application/") => rest,
+        _ => t,
+    };
+    subtype.eq_ignore_ascii_case(name.as_bytes())
 }
 
 impl JwtVerifier {

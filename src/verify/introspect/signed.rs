@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::claims::Audience;
 use crate::keys::{KeySet, NoKey, header_alg};
 use crate::syntax::is_b64url;
-use crate::verify::jwt::KeySource;
+use crate::verify::jwt::{KeySource, typ_is};
 
 /// The media type of a signed answer (RFC 9701 §4, §5).
 pub(crate) const MEDIA_TYPE: &str = "application/token-introspection+jwt";
@@ -106,12 +106,7 @@ impl SignedAnswers {
         // RFC 9701 §5: `typ` is `token-introspection+jwt`, with or without
         // `application/` (RFC 7515 §4.1.9).
         let typ = header.typ.as_deref().unwrap_or_default();
-        let typ = typ
-            .get(..12)
-            .filter(|p| p.eq_ignore_ascii_case("application/"))
-            .and_then(|_| typ.get(12..))
-            .unwrap_or(typ);
-        if !typ.eq_ignore_ascii_case("token-introspection+jwt") {
+        if !typ_is(typ, "token-introspection+jwt") {
             return Err("the signed answer's typ is not token-introspection+jwt");
         }
         let signature = decode(signature)?;
