@@ -131,19 +131,34 @@ pub(crate) struct JwtVerifier {
     pub(crate) cache: Option<TokenCache>,
 }
 
+/// The JOSE header members this crate reads, of access tokens and of
+/// signed introspection answers.
 #[derive(Deserialize)]
-struct Header<'a> {
+pub(crate) struct Header<'a> {
     #[serde(borrow)]
-    alg: std::borrow::Cow<'a, str>,
+    pub(crate) alg: std::borrow::Cow<'a, str>,
     // `typ` (RFC 7515 §4.1.9) and `kid` (§4.1.4), when present, are strings:
     // `null` is malformed, not absent.
     #[serde(default, deserialize_with = "present_string")]
-    typ: Option<String>,
+    pub(crate) typ: Option<String>,
     #[serde(default, deserialize_with = "present_string")]
-    kid: Option<String>,
+    pub(crate) kid: Option<String>,
     // Any `crit` member counts, whatever its value (`null` included).
     #[serde(default, deserialize_with = "present")]
-    crit: bool,
+    pub(crate) crit: bool,
+}
+
+impl<'a> Header<'a> {
+    /// Reads a decoded JOSE header: a JSON object (serde would also fill the
+    /// struct from an array), all of it valid UTF-8, even the members this
+    /// crate does not read (RFC 7515 §5.2).
+    pub(crate) fn parse(json: &'a [u8]) -> Option<Self> {
+        let is_object = json.trim_ascii_start().first() == Some(&b'{');
+        if !is_object || std::str::from_utf8(json).is_err() {
+            return None;
+        }
+        serde_json::from_slice(json).ok()
+    }
 }
 
 fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -267,15 +282,7 @@ impl Policy {
         let header_json = URL_SAFE_NO_PAD
             .decode(header)
             .map_err(|_| invalid(InvalidToken::Malformed))?;
-        // A JSON object (serde would also fill the struct from an array), all
-        // of it valid UTF-8, even the members this crate does not read
-        // (RFC 7515 §5.2).
-        let is_object = header_json.trim_ascii_start().first() == Some(&b'{');
-        if !is_object || std::str::from_utf8(&header_json).is_err() {
-            return Err(invalid(InvalidToken::Malformed));
-        }
-        let h: Header<'_> =
-            serde_json::from_slice(&header_json).map_err(|_| invalid(InvalidToken::Malformed))?;
+        let h = Header::parse(&header_json).ok_or_else(|| invalid(InvalidToken::Malformed))?;
         let alg = header_alg(&h.alg)
             .filter(|a| self.algorithms.contains(a))
             .ok_or_else(|| invalid(InvalidToken::UnsupportedAlgorithm))?;
