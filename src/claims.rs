@@ -16,6 +16,7 @@
 //! assert_eq!(claims.extra["tenant"], "t9");
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -98,23 +99,39 @@ impl<'de> Deserialize<'de> for NumericDate {
 
 /// The `aud` claim: one audience or several (RFC 7519 §4.1.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Audience(Vec<String>);
+pub struct Audience(Audiences);
+
+/// One audience is kept without a list: it is the usual case, and this is
+/// read for every token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Audiences {
+    One(String),
+    /// Two or more.
+    Many(Vec<String>),
+}
 
 impl Audience {
     /// Whether `aud` holds `audience` (exact match).
     pub fn contains(&self, audience: &str) -> bool {
-        self.0.iter().any(|a| a == audience)
+        self.as_slice().iter().any(|a| a == audience)
     }
 
     /// The audiences.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+        self.as_slice().iter().map(String::as_str)
+    }
+
+    fn as_slice(&self) -> &[String] {
+        match &self.0 {
+            Audiences::One(one) => std::slice::from_ref(one),
+            Audiences::Many(many) => many,
+        }
     }
 }
 
 impl Serialize for Audience {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0.as_slice() {
+        match self.as_slice() {
             [one] => s.serialize_str(one),
             many => many.serialize(s),
         }
@@ -132,20 +149,23 @@ impl<'de> Deserialize<'de> for Audience {
                 f.write_str("a string or a non-empty array of strings")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience, E> {
-                Ok(Audience(vec![v.to_owned()]))
+                Ok(Audience(Audiences::One(v.to_owned())))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Audience, E> {
-                Ok(Audience(vec![v]))
+                Ok(Audience(Audiences::One(v)))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
-                let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
+                let Some(first) = seq.next_element::<String>()? else {
+                    return Err(de::Error::custom("empty audience"));
+                };
+                let Some(second) = seq.next_element::<String>()? else {
+                    return Ok(Audience(Audiences::One(first)));
+                };
+                let mut all = vec![first, second];
                 while let Some(a) = seq.next_element::<String>()? {
                     all.push(a);
                 }
-                if all.is_empty() {
-                    return Err(de::Error::custom("empty audience"));
-                }
-                Ok(Audience(all))
+                Ok(Audience(Audiences::Many(all)))
             }
         }
         d.deserialize_any(V)
@@ -154,7 +174,7 @@ impl<'de> Deserialize<'de> for Audience {
 
 impl From<&str> for Audience {
     fn from(s: &str) -> Self {
-        Audience(vec![s.to_owned()])
+        Audience(Audiences::One(s.to_owned()))
     }
 }
 
@@ -236,7 +256,7 @@ impl<'de> Deserialize<'de> for AccessTokenClaims {
                         })?);
                     }};
                 }
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(ClaimName(key)) = map.next_key()? {
                     match &*key {
                         "iss" => set!(iss, "iss"),
                         "sub" => set!(sub, "sub"),
@@ -251,9 +271,9 @@ impl<'de> Deserialize<'de> for AccessTokenClaims {
                         "acr" => set!(acr, "acr"),
                         "amr" => set!(amr, "amr"),
                         "cnf" => set!(cnf, "cnf"),
-                        other => {
+                        _ => {
                             let value: serde_json::Value = map.next_value()?;
-                            if c.extra.insert(other.to_owned(), value).is_some() {
+                            if c.extra.insert(key.into_owned(), value).is_some() {
                                 return Err(de::Error::custom("duplicate claim"));
                             }
                         }
@@ -263,6 +283,32 @@ impl<'de> Deserialize<'de> for AccessTokenClaims {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// A claim name, borrowed from the JSON text unless it holds escapes:
+/// serde's own `Cow<str>` always copies, one allocation per claim.
+struct ClaimName<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for ClaimName<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ClaimName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a claim name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(ClaimName(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ClaimName(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(ClaimName(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -463,6 +509,19 @@ mod tests {
         assert!(serde_json::from_str::<AccessTokenClaims>(dup).is_err());
         let dup_extra = r#"{"x": 1, "x": 2}"#;
         assert!(serde_json::from_str::<AccessTokenClaims>(dup_extra).is_err());
+    }
+
+    #[test]
+    fn escaped_claim_names_are_read() {
+        // Names with escapes cannot be borrowed from the text: they are copied.
+        let c: AccessTokenClaims =
+            serde_json::from_str(r#"{"i\u0073s":"i","sub":"s","t\u0065nant":"t9"}"#).unwrap();
+        assert_eq!(c.iss.as_deref(), Some("i"));
+        assert_eq!(c.sub.as_deref(), Some("s"));
+        assert_eq!(c.extra["tenant"], "t9");
+        let dup = r#"{"iss":"a","i\u0073s":"b"}"#;
+        assert!(serde_json::from_str::<AccessTokenClaims>(dup).is_err());
+        assert!(serde_json::from_str::<AccessTokenClaims>(r#"{"iss":"a",1:2}"#).is_err());
     }
 
     #[test]

@@ -34,7 +34,19 @@ impl Scopes {
     /// Parses a space-separated `scope` value (RFC 6749 §3.3). Empty items from
     /// repeated spaces are ignored.
     pub fn from_space_separated(s: &str) -> Self {
-        Self::from_iter(s.split(' ').filter(|s| !s.is_empty()))
+        let names = || s.split(' ').filter(|s| !s.is_empty());
+        // Counted first: the list is allocated once, at its final size.
+        let mut items = Vec::with_capacity(names().count());
+        items.extend(names().map(Box::from));
+        Self::sorted(items)
+    }
+
+    fn sorted(mut items: Vec<Box<str>>) -> Self {
+        items.sort_unstable();
+        items.dedup();
+        Self {
+            items: items.into_boxed_slice(),
+        }
     }
 
     /// Whether `scope` is granted (exact, case-sensitive).
@@ -60,12 +72,7 @@ impl Scopes {
 
 impl<'a> FromIterator<&'a str> for Scopes {
     fn from_iter<I: IntoIterator<Item = &'a str>>(iter: I) -> Self {
-        let mut items: Vec<Box<str>> = iter.into_iter().map(Box::from).collect();
-        items.sort_unstable();
-        items.dedup();
-        Self {
-            items: items.into_boxed_slice(),
-        }
+        Self::sorted(iter.into_iter().map(Box::from).collect())
     }
 }
 

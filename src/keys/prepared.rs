@@ -3,24 +3,37 @@
 //! `jsonwebtoken` does on every call. HMAC keys are not prepared: they go
 //! through `jsonwebtoken`.
 
+use aws_lc_rs::digest;
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 
 /// A key ready to verify signatures of one algorithm.
-pub(crate) struct Prepared(ParsedPublicKey);
+pub(crate) struct Prepared {
+    key: ParsedPublicKey,
+    /// The digest RSA and ECDSA sign, computed here so that aws-lc verifies
+    /// the digest alone: its message API copies its hashing and key
+    /// contexts on every call. `None` for Ed25519, which signs the message.
+    digest: Option<&'static digest::Algorithm>,
+}
 
-fn algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
+type Algorithms = (
+    &'static dyn VerificationAlgorithm,
+    Option<&'static digest::Algorithm>,
+);
+
+fn algorithm(alg: Algorithm) -> Option<Algorithms> {
+    use digest::{SHA256, SHA384, SHA512};
     Some(match alg {
-        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
-        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
-        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
-        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        Algorithm::RS256 => (&sig::RSA_PKCS1_2048_8192_SHA256, Some(&SHA256)),
+        Algorithm::RS384 => (&sig::RSA_PKCS1_2048_8192_SHA384, Some(&SHA384)),
+        Algorithm::RS512 => (&sig::RSA_PKCS1_2048_8192_SHA512, Some(&SHA512)),
+        Algorithm::PS256 => (&sig::RSA_PSS_2048_8192_SHA256, Some(&SHA256)),
+        Algorithm::PS384 => (&sig::RSA_PSS_2048_8192_SHA384, Some(&SHA384)),
+        Algorithm::PS512 => (&sig::RSA_PSS_2048_8192_SHA512, Some(&SHA512)),
         // JWS ECDSA signatures are the fixed-width `r ‖ s` (RFC 7518 §3.4).
-        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
-        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
-        Algorithm::EdDSA => &sig::ED25519,
+        Algorithm::ES256 => (&sig::ECDSA_P256_SHA256_FIXED, Some(&SHA256)),
+        Algorithm::ES384 => (&sig::ECDSA_P384_SHA384_FIXED, Some(&SHA384)),
+        Algorithm::EdDSA => (&sig::ED25519, None),
         _ => return None,
     })
 }
@@ -67,19 +80,27 @@ impl Prepared {
     /// Parses `key` for `alg`; `None` for HMAC, or a key aws-lc-rs refuses
     /// (the caller then verifies through `jsonwebtoken`).
     pub(crate) fn new(alg: Algorithm, key: &DecodingKey) -> Option<Self> {
-        let algorithm = algorithm(alg)?;
+        let (algorithm, digest) = algorithm(alg)?;
         let parsed = match key.kind() {
             DecodingKeyKind::RsaModulusExponent { n, e } => {
                 ParsedPublicKey::new(algorithm, rsa_public_key_der(n, e))
             }
             DecodingKeyKind::SecretOrDer(bytes) => ParsedPublicKey::new(algorithm, bytes),
         };
-        parsed.ok().map(Self)
+        let key = parsed.ok()?;
+        Some(Self { key, digest })
     }
 
     /// Whether `signature` is a valid signature of `message`.
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        self.0.verify_sig(message, signature).is_ok()
+        match self.digest {
+            // aws-lc-rs refuses a digest of another algorithm than the key's.
+            Some(alg) => self
+                .key
+                .verify_digest_sig(&digest::digest(alg, message), signature)
+                .is_ok(),
+            None => self.key.verify_sig(message, signature).is_ok(),
+        }
     }
 }
 

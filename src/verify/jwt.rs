@@ -176,38 +176,13 @@ struct Parsed<'t> {
     signing_input: &'t str,
     /// The claims, decoded.
     payload: Vec<u8>,
-    signature: Signature,
+    /// Decoded onto the heap: a parsed token moves through several calls,
+    /// and a buffer on the stack (1 KiB) would be copied each time.
+    signature: Vec<u8>,
 }
 
 /// Room for the largest signature of an accepted key (RSA, 8192 bits).
 const MAX_SIGNATURE_LEN: usize = 1024;
-
-/// A decoded signature, on the stack.
-struct Signature {
-    bytes: [u8; MAX_SIGNATURE_LEN],
-    len: usize,
-}
-
-impl Signature {
-    /// Decodes a base64url signature segment; `Err` for one that is not
-    /// base64url. Longer than any key's signature: `Ok(None)`.
-    fn decode(segment: &str) -> Result<Option<Self>, base64::DecodeSliceError> {
-        if segment.len() > (MAX_SIGNATURE_LEN * 4).div_ceil(3) {
-            return if is_b64url(segment) {
-                Ok(None)
-            } else {
-                Err(base64::DecodeSliceError::OutputSliceTooSmall)
-            };
-        }
-        let mut bytes = [0; MAX_SIGNATURE_LEN];
-        let len = URL_SAFE_NO_PAD.decode_slice(segment, &mut bytes)?;
-        Ok(Some(Self { bytes, len }))
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
-    }
-}
 
 /// Decodes unpadded base64url into a buffer of exactly the decoded size, so
 /// that the token keeps it without reallocating. `None` for bad base64url.
@@ -251,15 +226,20 @@ impl Policy {
         }
         // Decoding checks the claims' syntax: one pass, not two.
         let payload = decode_exact(payload).ok_or_else(|| invalid(InvalidToken::Malformed))?;
+        // No key makes a signature this long.
+        if signature.len() > (MAX_SIGNATURE_LEN * 4).div_ceil(3) {
+            return Err(invalid(if is_b64url(signature) {
+                InvalidToken::BadSignature
+            } else {
+                InvalidToken::Malformed
+            }));
+        }
         // Decoding checks the signature's syntax: one pass, not two.
-        let signature = match Signature::decode(signature) {
-            Err(_) => return Err(invalid(InvalidToken::Malformed)),
-            // An unsigned token (`alg: none` or a stripped signature).
-            Ok(Some(s)) if s.len == 0 => return Err(invalid(InvalidToken::BadSignature)),
-            Ok(Some(s)) => s,
-            // No key makes a signature this long.
-            Ok(None) => return Err(invalid(InvalidToken::BadSignature)),
-        };
+        let signature = decode_exact(signature).ok_or_else(|| invalid(InvalidToken::Malformed))?;
+        // An unsigned token (`alg: none` or a stripped signature).
+        if signature.is_empty() {
+            return Err(invalid(InvalidToken::BadSignature));
+        }
         if header.len() > MAX_HEADER_LEN * 4 / 3 + 4 {
             return Err(invalid(InvalidToken::Malformed));
         }
@@ -301,7 +281,7 @@ impl Policy {
     /// Verifies the signature with `key`, then the claims.
     /// Takes the decoded claims out of `parsed`: called once per parse.
     fn finish(&self, parsed: &mut Parsed<'_>, key: &VerifyingKey) -> VerifyResult {
-        if !key.verify(parsed.signing_input.as_bytes(), parsed.signature.as_bytes()) {
+        if !key.verify(parsed.signing_input.as_bytes(), &parsed.signature) {
             return Err(invalid(InvalidToken::BadSignature));
         }
         let payload = std::mem::take(&mut parsed.payload);

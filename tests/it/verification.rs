@@ -41,6 +41,26 @@ async fn every_asymmetric_algorithm_is_accepted() {
         let res = bearer(&app, "/me", &token).await;
         assert_eq!(res.status(), StatusCode::OK, "{alg:?}");
         assert_eq!(body(res).await, "u1", "{alg:?}");
+
+        // The same key and algorithm: one changed signature byte, and this
+        // signature over another token's claims, are both refused.
+        let (input, signature) = token.rsplit_once('.').unwrap();
+        let mut sig = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        let middle = sig.len() / 2;
+        sig[middle] ^= 1;
+        let tampered = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig));
+        let other = issuer
+            .token()
+            .audience(AUD)
+            .subject("u2")
+            .algorithm(alg)
+            .mint();
+        let (other_input, _) = other.rsplit_once('.').unwrap();
+        let swapped = format!("{other_input}.{signature}");
+        for bad in [tampered, swapped] {
+            let res = bearer(&app, "/me", &bad).await;
+            assert_invalid_token(&res, "The access token signature is invalid");
+        }
     }
 }
 
