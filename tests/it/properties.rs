@@ -6,6 +6,8 @@
 //! - credentials: `credential::parse_authorization` and `credential::is_token68`
 //!   (RFC 6750 §2.1), the query parameter and cookie sources;
 //! - challenges: `AuthError::challenge` for every kind of error (RFC 6750 §3);
+//! - claims: `AccessTokenClaims` from JSON objects whose names are written
+//!   plainly or with `\u` escapes, against a `serde_json::Value` model;
 //! - the whole layer around an axum `Router`, on arbitrary `Authorization`
 //!   header values.
 //!
@@ -32,12 +34,16 @@ use tokenguard::__private::{is_scope_char, is_valid_scope_token};
 use tokenguard::__private::{is_token68, parse_authorization};
 use tokenguard::testing::TestIssuer;
 use tokenguard::{
-    Algorithm, AnyOf, AuthError, AuthErrorKind, InvalidRequest, InvalidToken, RequireScopeLayer,
-    ScopeRequirement, Scopes, TokenGuard, TokenSources, scopes,
+    AccessTokenClaims, Algorithm, AnyOf, AuthError, AuthErrorKind, InvalidRequest, InvalidToken,
+    RequireScopeLayer, ScopeRequirement, Scopes, TokenGuard, TokenSources, scopes,
 };
 use tower::ServiceExt;
 
 const AUD: &str = "https://api";
+/// The string claims `AccessTokenClaims` reads into fields of their own.
+const STRING_CLAIMS: [&str; 6] = ["iss", "sub", "jti", "client_id", "scope", "acr"];
+/// Its NumericDate claims.
+const DATE_CLAIMS: [&str; 4] = ["exp", "iat", "nbf", "auth_time"];
 /// The guard's default `max_token_size`.
 const DEFAULT_MAX: usize = 8192;
 
@@ -471,8 +477,128 @@ scopes! {
     SD = "D";
 }
 
+/// A claim name: one `AccessTokenClaims` knows, or another.
+fn claim_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec![
+            "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "auth_time",
+            "acr", "amr", "cnf",
+        ])
+        .prop_map(String::from),
+        1 => prop::sample::select(vec!["tenant", "roles", "scp", "é", "a\"b", "", "iss ", "ISS"])
+            .prop_map(String::from),
+        1 => "[a-z\u{e9}\u{1F600}\"\\\\]{0,6}",
+    ]
+}
+
+/// A claim value of any of the shapes the fields take, or another.
+fn claim_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        "[a-z:\u{e9}\"]{0,8}".prop_map(Value::from),
+        (-5i64..3_000_000_000).prop_map(Value::from),
+        prop::collection::vec("[a-z]{0,4}", 0..3).prop_map(Value::from),
+        Just(json!({"jkt": "x"})),
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+    ]
+}
+
+/// `name` as a JSON string, each character whose bit is set in `escape`
+/// written as a `\u` escape (surrogate pairs outside the BMP).
+fn json_name(name: &str, escape: u32) -> String {
+    let mut out = String::from("\"");
+    for (i, c) in name.chars().enumerate() {
+        if escape >> (i % 32) & 1 == 1 {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            let quoted = serde_json::to_string(&c.to_string()).unwrap();
+            out.push_str(&quoted[1..quoted.len() - 1]);
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// What `AccessTokenClaims` must make of `members` (already unescaped):
+/// `None` if it must refuse them.
+fn model_claims(members: &[(String, Value)]) -> Option<serde_json::Map<String, Value>> {
+    let mut all = serde_json::Map::new();
+    for (name, value) in members {
+        let fits = match name.as_str() {
+            n if STRING_CLAIMS.contains(&n) => value.is_string(),
+            n if DATE_CLAIMS.contains(&n) => value.as_u64().is_some(),
+            "aud" => match value {
+                Value::String(_) => true,
+                Value::Array(items) => !items.is_empty() && items.iter().all(Value::is_string),
+                _ => false,
+            },
+            "amr" => value
+                .as_array()
+                .is_some_and(|a| a.iter().all(Value::is_string)),
+            "cnf" => value.is_object(),
+            _ => true,
+        };
+        // RFC 7519 §4: a repeated name is refused.
+        if !fits || all.insert(name.clone(), value.clone()).is_some() {
+            return None;
+        }
+    }
+    Some(all)
+}
+
 proptest! {
     #![proptest_config(config(512))]
+
+    /// `AccessTokenClaims` reads a claims object as the model does, whether
+    /// its names are borrowed from the text or unescaped into copies: every
+    /// known claim in its field (of its type), every other in `extra`, a
+    /// repeated name refused however it is written.
+    #[test]
+    fn claims_are_read_whatever_the_escapes(
+        members in prop::collection::vec((claim_name(), claim_value(), any::<u32>()), 0..8),
+    ) {
+        let text = format!(
+            "{{{}}}",
+            members
+                .iter()
+                .map(|(n, v, escape)| format!("{}:{v}", json_name(n, *escape)))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let plain: Vec<(String, Value)> =
+            members.iter().map(|(n, v, _)| (n.clone(), v.clone())).collect();
+        let parsed = serde_json::from_str::<AccessTokenClaims>(&text);
+        let Some(mut model) = model_claims(&plain) else {
+            prop_assert!(parsed.is_err(), "accepted {}", text);
+            return Ok(());
+        };
+        let c = parsed.map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+        let mut take = |name: &str| model.remove(name);
+        let fields = [
+            ("iss", &c.iss), ("sub", &c.sub), ("jti", &c.jti), ("client_id", &c.client_id),
+            ("scope", &c.scope), ("acr", &c.acr),
+        ];
+        for (name, field) in fields {
+            prop_assert_eq!(field.clone().map(Value::from), take(name), "{}", name);
+        }
+        let dates = [("exp", c.exp), ("iat", c.iat), ("nbf", c.nbf), ("auth_time", c.auth_time)];
+        for (name, field) in dates {
+            prop_assert_eq!(field.map(|d| Value::from(d.as_secs())), take(name), "{}", name);
+        }
+        let aud = take("aud").map(|v| match v {
+            Value::String(one) => vec![one],
+            many => serde_json::from_value::<Vec<String>>(many).unwrap(),
+        });
+        let read: Option<Vec<String>> =
+            c.aud.as_ref().map(|a| a.iter().map(String::from).collect());
+        prop_assert_eq!(read, aud);
+        prop_assert_eq!(c.amr.clone().map(Value::from), take("amr"));
+        prop_assert_eq!(c.cnf.clone().map(Value::Object), take("cnf"));
+        prop_assert_eq!(&c.extra, &model);
+    }
 
     /// `from_space_separated`: exactly the non-empty space-separated items,
     /// sorted, deduplicated, without spaces; `contains` is exact and
